@@ -1,0 +1,57 @@
+# The course's two commands: `make lab` and `make test`. Everything else is optional.
+# Works with GNU make on Linux and macOS; see README for the plain pip equivalents.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+IP     ?= 127.0.0.1
+PORT   ?= 8888
+JOBS   ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+# Reinstall only when the requirements or the package metadata change.
+REQ_HASH := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha256(open('requirements.txt','rb').read()+open('pyproject.toml','rb').read()).hexdigest()[:16])")
+STAMP    := $(VENV)/.installed-$(REQ_HASH)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+.PHONY: help setup checkpoint lab test test-fast bench release grade course-report lint clean
+
+help:
+	@echo "make lab    set up (once) and start JupyterLab on notebooks/  (IP=0.0.0.0 PORT=8888 on a VM)"
+	@echo "make test   set up (once) and run the whole test suite"
+	@echo "make bench  print the benchmark table"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP)
+
+checkpoint: setup
+	@if [ -x ./download_checkpoint.sh ]; then PATH="$(abspath $(BIN)):$$PATH" ./download_checkpoint.sh; fi
+
+lab: checkpoint
+	$(BIN)/jupyter lab --no-browser --ip=$(IP) --port=$(PORT) --ServerApp.root_dir=notebooks
+
+test: checkpoint
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+
+test-fast: setup
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -m "not slow"
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(BIN)/python -m pip install -r requirements-bench.txt
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m workshop.bench
+
+lint: setup
+	$(BIN)/ruff check workshop tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,286 @@
+"""What an exercise is.
+
+An :class:`Exercise` is declared once, in one of the chapter modules next to this file, and
+everything else draws from that declaration:
+
+* the test suite runs every reference tier on every case and every declared mistake;
+* a notebook's self-check runs the public cases against a learner's function;
+* the grader runs the hidden cases, in another process, and compares here;
+* the benchmark times the tiers (and the industry baselines) on the declared problem sizes.
+
+Expected outputs come from the exercise's reference tier (numpy, float64) unless a case pins
+its expected value. A mistake is diagnosed by reproducing it: each :class:`Mistake` carries a
+deliberately wrong implementation, and a learner's wrong output that equals the wrong
+implementation's output on the same case gets that mistake's message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+TIERS = ("loops", "numpy", "tf")
+TIER_TITLES = {"loops": "make it work (loops)", "numpy": "make it fast (numpy)",
+               "tf": "make it real (TensorFlow)"}
+
+
+def resolve(path: str) -> Callable:
+    """Import ``"package.module:attribute"`` lazily (so TF and the answers load only when used)."""
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One set of inputs for an exercise.
+
+    ``args``/``kwargs`` hold numpy arrays and plain Python values only (they cross process
+    boundaries as npz/JSON). ``expected`` pins the answer (else the reference tier computes it).
+    ``public`` cases are shown to learners; hidden ones run at grading only.
+    """
+
+    name: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    public: bool = True
+    expected: Any = None
+    about: str = ""
+
+    def fresh_args(self) -> tuple[tuple, dict]:
+        """Copies of the inputs, so a function that writes into its arguments harms no one."""
+        copy = lambda v: v.copy() if isinstance(v, np.ndarray) else v  # noqa: E731
+        return tuple(copy(a) for a in self.args), {k: copy(v) for k, v in self.kwargs.items()}
+
+    def describe(self, limit: int = 400) -> str:
+        """A short text of the inputs for a learner-facing message."""
+        parts = [_short(a, limit // 3) for a in self.args]
+        parts += [f"{k}={_short(v, limit // 3)}" for k, v in self.kwargs.items()]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Output:
+    """How one output (or one element of a tuple output) is compared.
+
+    kind: ``"float"`` (allclose with rtol/atol), ``"int"`` (exact integers, e.g. indices),
+      ``"bool"`` (exact).
+    ordered: False compares as a set (sorted before comparing), e.g. indices in any order.
+    rtol/atol: the tolerance for learners and the grader: a correct float32 answer passes.
+    strict_atol: the tolerance the reference tiers must meet among themselves (tests).
+    """
+
+    name: str = "output"
+    kind: str = "float"
+    rtol: float = 1e-4
+    atol: float = 1e-3
+    strict_atol: float = 1e-6
+    ordered: bool = True
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A mistake learners make, how to recognise it and what to tell them.
+
+    wrong: a deliberately wrong implementation with the exercise's signature. It both documents
+      the mistake (the tests check it is diagnosed) and recognises it (a learner's output equal
+      to ``wrong``'s output on a failed case gets ``message``).
+    detect: optional ``(case, received, expected) -> bool`` for mistakes better recognised by a
+      property of the output than by reproducing it (e.g. NaN where a number was due).
+    """
+
+    name: str
+    message: str
+    wrong: Callable
+    detect: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: the reference tiers, the cases, the comparison and the diagnoses.
+
+    name: registry key, e.g. ``"iou"``; chapter: notebook stem, e.g. ``"03_iou_nms"``.
+    signature: the function signature a learner implements (shown in messages).
+    tiers: tier name -> ``"module:function"`` of the reference implementation.
+    reference_tier: the tier that computes expected outputs (float64 numpy).
+    edge_cases: ``() -> list[Case]``, named cases (pinned ones with ``expected``).
+    random_case: ``(rng) -> Case``, one random, well-conditioned case.
+    outputs: one :class:`Output` per output (a tuple output has several).
+    mistakes: the diagnosable mistakes.
+    tf_jit: the TF tier works under ``tf.function(jit_compile=True)``.
+    tf_static: argument names that stay Python values (not tensors) in the TF tier.
+    benchmarks: ``() -> list[Case]`` large problems for ``workshop.bench``.
+    baselines: name -> ``"module:function"`` industry implementations with the same signature.
+    """
+
+    name: str
+    chapter: str
+    signature: str
+    summary: str
+    tiers: dict[str, str]
+    edge_cases: Callable[[], list[Case]]
+    random_case: Callable[[np.random.Generator], Case]
+    outputs: tuple[Output, ...] = (Output(),)
+    mistakes: tuple[Mistake, ...] = ()
+    reference_tier: str = "numpy"
+    tf_jit: bool = True
+    tf_static: tuple[str, ...] = ()
+    benchmarks: Callable[[], list[Case]] | None = None
+    baselines: dict[str, str] = field(default_factory=dict)
+    n_public_random: int = 2
+    n_hidden_random: int = 20
+
+    # -- implementations -------------------------------------------------------------------
+    def tier(self, tier: str) -> Callable:
+        """The reference implementation of ``tier``."""
+        if tier not in self.tiers:
+            raise KeyError(f"{self.name} has no {tier!r} tier; it has {sorted(self.tiers)}")
+        return resolve(self.tiers[tier])
+
+    @property
+    def reference(self) -> Callable:
+        return self.tier(self.reference_tier)
+
+    # -- cases -----------------------------------------------------------------------------
+    def cases(self, public_only: bool = True, seed: int = 0, n_random: int | None = None) -> list[Case]:
+        """Named edge cases plus random ones. Public: the public edge cases and
+        ``n_public_random`` random cases from ``seed``; else everything, with ``n_random``
+        (default ``n_hidden_random``) hidden random cases."""
+        named = [c for c in self.edge_cases() if c.public or not public_only]
+        rng = np.random.default_rng(seed)
+        count = self.n_public_random if public_only else (
+            self.n_hidden_random if n_random is None else n_random)
+        randoms = []
+        for i in range(count):
+            c = self.random_case(rng)
+            randoms.append(Case(name=f"random #{i + 1}" + (f" ({c.name})" if c.name else ""),
+                                args=c.args, kwargs=c.kwargs, public=public_only,
+                                expected=c.expected, about=c.about))
+        return named + randoms
+
+    def expected(self, case: Case) -> Any:
+        if case.expected is not None:
+            return case.expected
+        args, kwargs = case.fresh_args()
+        return self.reference(*args, **kwargs)
+
+    # -- comparison ------------------------------------------------------------------------
+    def compare(self, received: Any, expected: Any, strict: bool = False) -> str | None:
+        """None when ``received`` matches ``expected``, else what differs (one sentence)."""
+        if len(self.outputs) == 1:
+            return compare_output(received, expected, self.outputs[0], strict)
+        if not isinstance(received, (tuple, list)) or len(received) != len(self.outputs):
+            got = f"a {type(received).__name__}" + (
+                f" of length {len(received)}" if isinstance(received, (tuple, list)) else "")
+            names = ", ".join(o.name for o in self.outputs)
+            return f"expected a tuple of {len(self.outputs)} outputs ({names}), got {got}"
+        for out, r, e in zip(self.outputs, received, expected):
+            problem = compare_output(r, e, out, strict)
+            if problem:
+                return f"{out.name}: {problem}"
+        return None
+
+    def diagnose(self, case: Case, received: Any, expected: Any) -> list[Mistake]:
+        """The declared mistakes that explain ``received`` on ``case``."""
+        found = []
+        for mistake in self.mistakes:
+            try:
+                if mistake.detect is not None:
+                    hit = bool(mistake.detect(case, received, expected))
+                else:
+                    args, kwargs = case.fresh_args()
+                    wrong = mistake.wrong(*args, **kwargs)
+                    hit = (self.compare(wrong, expected, strict=True) is not None
+                           and self.compare(received, wrong, strict=False) is None)
+            except Exception:  # a mistake that cannot run on this case explains nothing
+                hit = False
+            if hit:
+                found.append(mistake)
+        return found
+
+
+# -- comparing one output --------------------------------------------------------------------
+def _to_array(value: Any) -> np.ndarray:
+    if hasattr(value, "numpy") and callable(value.numpy):  # a tf.Tensor
+        value = value.numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (list, tuple, int, float, bool, np.number, np.bool_)):
+        return np.asarray(value)
+    raise TypeError(f"a {type(value).__name__}")
+
+
+def compare_output(received: Any, expected: Any, spec: Output, strict: bool = False) -> str | None:
+    """Compare one output with plain numpy, after converting it to an ndarray of the expected
+    kind (so an object with a clever ``__eq__`` earns nothing)."""
+    exp = np.asarray(_to_array(expected))
+    try:
+        rec = _to_array(received)
+    except TypeError as err:
+        return f"expected an array, got {err}"
+    if rec.dtype == object:
+        return "expected a numeric array, got an array of Python objects"
+    if spec.kind == "int" and rec.size and rec.dtype.kind not in "iub":
+        if rec.dtype.kind == "f" and rec.ndim == 1 and np.all(rec == np.round(rec)):
+            pass  # integral floats are accepted as indices
+        else:
+            return (f"expected integer {spec.name} of shape {exp.shape}, got {rec.dtype} values "
+                    f"of shape {rec.shape}")
+    if rec.dtype.kind not in "iufb":
+        return f"expected a numeric array, got dtype {rec.dtype}"
+    if rec.shape != exp.shape:
+        if rec.size == 0 and exp.size == 0 and rec.ndim == 1 and exp.ndim == 1:
+            return None
+        return f"expected shape {exp.shape}, got shape {rec.shape}"
+    if exp.size == 0:
+        return None
+    if spec.kind in ("int", "bool"):
+        r, e = rec.astype(np.int64), exp.astype(np.int64)
+        if not spec.ordered:
+            r, e = np.sort(r, axis=None), np.sort(e, axis=None)
+        if np.array_equal(r, e):
+            return None
+        where = np.argwhere(r != e)[0]
+        idx = tuple(int(i) for i in where)
+        return (f"first difference at index {list(idx)}: expected {e[idx]}, got {r[idx]} "
+                f"(expected {_short(e)}, got {_short(r)})")
+    r, e = rec.astype(np.float64), exp.astype(np.float64)
+    rtol, atol = (0.0, spec.strict_atol) if strict else (spec.rtol, spec.atol)
+    close = np.isclose(r, e, rtol=rtol, atol=atol, equal_nan=True)
+    if close.all():
+        return None
+    bad = np.argwhere(~close)
+    idx = tuple(int(i) for i in bad[0])
+    return (f"{len(bad)} of {e.size} values differ; first at index {list(idx)}: expected "
+            f"{_fmt(e[idx])}, got {_fmt(r[idx])}")
+
+
+def _fmt(x: float) -> str:
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    return f"{x:.6g}"
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    if isinstance(value, np.ndarray):
+        with np.printoptions(precision=4, suppress=True, threshold=12, edgeitems=2):
+            text = np.array2string(value, separator=", ").replace("\n", "")
+        text = " ".join(text.split())
+        if value.ndim > 1 or value.size > 12:
+            text = f"array{value.shape} {text}"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def as_tensors(case: Case, static: Sequence[str] = ()) -> tuple[tuple, dict]:
+    """The case's array arguments as tf tensors (Python scalars and ``static`` names untouched)."""
+    import tensorflow as tf
+
+    args, kwargs = case.fresh_args()
+    conv = lambda v: tf.constant(v) if isinstance(v, np.ndarray) else v  # noqa: E731
+    return (tuple(conv(a) for a in args),
+            {k: (v if k in static else conv(v)) for k, v in kwargs.items()})

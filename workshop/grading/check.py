@@ -1,0 +1,161 @@
+"""Running an exercise's cases against a function and reporting a verdict.
+
+Used by the notebooks' self-check cells (public cases), the tests (every case, every tier) and
+the grader (hidden cases, with the learner's outputs computed in another process).
+"""
+
+from __future__ import annotations
+
+import html
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..exercises import get
+from ..exercises.spec import Case, Exercise, as_tensors
+
+NOT_IMPLEMENTED = "not implemented yet"
+
+
+@dataclass
+class CaseResult:
+    case: str
+    passed: bool
+    problem: str = ""            # what differs, or the exception raised
+    inputs: str = ""             # a short text of the inputs (public cases only)
+    expected: str = ""
+    received: str = ""
+    diagnoses: list[str] = field(default_factory=list)
+    public: bool = True
+
+
+@dataclass
+class Verdict:
+    exercise: str
+    tier: str | None
+    results: list[CaseResult]
+    status: str = "checked"      # "checked" | NOT_IMPLEMENTED | "error"
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "checked" and bool(self.results) and all(r.passed for r in self.results)
+
+    @property
+    def n_passed(self) -> int:
+        return sum(r.passed for r in self.results)
+
+    @property
+    def diagnoses(self) -> list[str]:
+        seen: list[str] = []
+        for r in self.results:
+            for d in r.diagnoses:
+                if d not in seen:
+                    seen.append(d)
+        return seen
+
+    def headline(self) -> str:
+        title = self.exercise + (f" [{self.tier}]" if self.tier else "")
+        if self.status == NOT_IMPLEMENTED:
+            return f"{title}: {NOT_IMPLEMENTED}"
+        if self.status == "error":
+            return f"{title}: could not be checked: {self.note}"
+        n = len(self.results)
+        scope = "public" if all(r.public for r in self.results) else ""
+        checks = f"{scope} checks".strip()
+        if self.passed:
+            more = "; more checks run at grading" if scope == "public" else ""
+            return f"{title}: passed, {n}/{n} {checks} passed{more}"
+        return f"{title}: FAILED, {self.n_passed}/{n} {checks} passed"
+
+    def report(self, max_failures: int = 3) -> str:
+        lines = [self.headline()]
+        failures = [r for r in self.results if not r.passed]
+        for r in failures[:max_failures]:
+            lines.append(f"  case {r.case!r}: {r.problem}")
+            if r.public and r.inputs:
+                lines.append(f"    inputs:   {r.inputs}")
+            if r.public and r.expected:
+                lines.append(f"    expected: {r.expected}")
+                lines.append(f"    received: {r.received}")
+        if len(failures) > max_failures:
+            lines.append(f"  ... and {len(failures) - max_failures} more failed cases")
+        for d in self.diagnoses:
+            lines.append(f"  diagnosis: {d}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else ("#9a6700" if self.status == NOT_IMPLEMENTED else "#cf222e")
+        body = html.escape(self.report())
+        return f'<pre style="border-left: 4px solid {colour}; padding-left: 8px">{body}</pre>'
+
+
+def _short(value: Any) -> str:
+    from ..exercises.spec import _short as short, _to_array
+
+    try:
+        return short(_to_array(value))
+    except TypeError:
+        return short(value)
+
+
+def run_case(exercise: Exercise, case: Case, fn: Callable, tier: str | None = None) -> Any:
+    """Call ``fn`` on ``case`` (as tensors for the TF tier) and return its output as numpy."""
+    if tier == "tf":
+        args, kwargs = as_tensors(case, exercise.tf_static)
+    else:
+        args, kwargs = case.fresh_args()
+    return fn(*args, **kwargs)
+
+
+def judge(exercise: Exercise, case: Case, received: Any, strict: bool = False,
+          expected: Any = None) -> CaseResult:
+    """Compare a received output with the expected one and diagnose a mismatch."""
+    if expected is None:
+        expected = exercise.expected(case)
+    problem = exercise.compare(received, expected, strict=strict)
+    if problem is None:
+        return CaseResult(case.name, True, public=case.public)
+    diagnoses = [m.message for m in exercise.diagnose(case, received, expected)]
+    return CaseResult(case.name, False, problem, inputs=case.describe() if case.public else "",
+                      expected=_short(expected) if case.public else "",
+                      received=_short(received) if case.public else "",
+                      diagnoses=diagnoses, public=case.public)
+
+
+def check_cases(exercise: Exercise, fn: Callable, cases: list[Case], tier: str | None = None,
+                strict: bool = False) -> Verdict:
+    results = []
+    for case in cases:
+        try:
+            received = run_case(exercise, case, fn, tier)
+        except NotImplementedError:
+            return Verdict(exercise.name, tier, [], status=NOT_IMPLEMENTED)
+        except Exception as err:  # the learner's code raised: report it, never crash the notebook
+            tb = traceback.extract_tb(err.__traceback__)
+            where = f" (line {tb[-1].lineno} of {tb[-1].name})" if tb else ""
+            results.append(CaseResult(case.name, False, f"raised {type(err).__name__}: {err}{where}",
+                                      inputs=case.describe() if case.public else "",
+                                      public=case.public))
+            continue
+        results.append(judge(exercise, case, received, strict=strict))
+    return Verdict(exercise.name, tier, results)
+
+
+def check(name: str, fn: Callable, tier: str | None = None, show: bool = True) -> Verdict:
+    """Self-check: run exercise ``name``'s public cases on a learner's ``fn`` and print a verdict.
+
+    Never raises on a wrong or unfinished answer: an unimplemented exercise (one that raises
+    ``NotImplementedError``) reports "not implemented yet" and the notebook goes on.
+    """
+    exercise = get(name)
+    try:
+        verdict = check_cases(exercise, fn, exercise.cases(public_only=True), tier=tier)
+    except Exception as err:  # a bug in the checker must not stop a learner's notebook
+        verdict = Verdict(name, tier, [], status="error", note=f"{type(err).__name__}: {err}")
+    if show:
+        print(verdict.report())
+    return verdict
