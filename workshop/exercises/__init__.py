@@ -1,17 +1,16 @@
 """The exercise registry: every exercise of the course, declared once.
 
 Chapter modules (``boxes``, ``anchors``, ...) call :func:`register`; :func:`get` and
-:func:`all_exercises` import them on first use. Add a chapter by adding its module name to
-``CHAPTER_MODULES``.
+:func:`all_exercises` import every module of this package (but ``spec``) on first use, so a new
+chapter is a new module here and nothing else.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from .spec import TIERS, Case, Exercise, Mistake, Output  # noqa: F401
-
-CHAPTER_MODULES = ("boxes",)
 
 _REGISTRY: dict[str, Exercise] = {}
 _loaded = False
@@ -27,8 +26,9 @@ def register(exercise: Exercise) -> Exercise:
 def _load() -> None:
     global _loaded
     if not _loaded:
-        for module in CHAPTER_MODULES:
-            importlib.import_module(f"{__name__}.{module}")
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+            if info.name != "spec" and not info.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{info.name}")
         _loaded = True
 
 
