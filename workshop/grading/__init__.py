@@ -1,3 +1,8 @@
-"""Grading: self-checks in a notebook (:func:`check`) and, later, the isolated class grader."""
+"""Grading: self-checks in a notebook (:func:`check`, :func:`grade`) and the isolated class
+grader (``python -m workshop grade``, :mod:`workshop.grading.grade`).
 
-from .check import NOT_IMPLEMENTED, Verdict, check  # noqa: F401
+The notebook convention (solution and test cells) is documented in
+:mod:`workshop.grading.notebook`.
+"""
+
+from .check import NOT_IMPLEMENTED, Verdict, check, grade  # noqa: F401

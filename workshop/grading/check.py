@@ -2,11 +2,19 @@
 
 Used by the notebooks' self-check cells (public cases), the tests (every case, every tier) and
 the grader (hidden cases, with the learner's outputs computed in another process).
+
+* :func:`check` -- self-check on the public cases; prints a verdict, never raises.
+* :func:`grade` -- what a notebook's graded test cell calls (see ``workshop.grading.notebook``):
+  the public self-check in a learner's kernel; public + hidden cases under nbgrader
+  (``NBGRADER_EXECUTION`` set), raising ``AssertionError`` on failure.
+* :func:`grading_cases` -- the cases a grade is given on (the same for nbgrader and
+  ``workshop grade``).
 """
 
 from __future__ import annotations
 
 import html
+import os
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -15,6 +23,8 @@ from ..exercises import get
 from ..exercises.spec import Case, Exercise, as_tensors
 
 NOT_IMPLEMENTED = "not implemented yet"
+GRADING_SEED = 20240917      # hidden random cases; the public ones come from seed 0
+GRADING_ENV = "NBGRADER_EXECUTION"
 
 
 @dataclass
@@ -69,10 +79,13 @@ class Verdict:
         return f"{title}: FAILED, {self.n_passed}/{n} {checks} passed"
 
     def report(self, max_failures: int = 3) -> str:
+        """The verdict for a learner: public cases in full, hidden cases by name and kind of
+        problem only (never their inputs or expected values)."""
         lines = [self.headline()]
         failures = [r for r in self.results if not r.passed]
         for r in failures[:max_failures]:
-            lines.append(f"  case {r.case!r}: {r.problem}")
+            problem = r.problem if r.public else hidden_problem(r.problem)
+            lines.append(f"  case {r.case!r}{'' if r.public else ' (hidden)'}: {problem}")
             if r.public and r.inputs:
                 lines.append(f"    inputs:   {r.inputs}")
             if r.public and r.expected:
@@ -87,10 +100,37 @@ class Verdict:
     def __str__(self) -> str:
         return self.report()
 
+    def to_dict(self, hidden_details: bool = False) -> dict:
+        """A JSON-able record; hidden cases' inputs/values only with ``hidden_details``."""
+        cases = []
+        for r in self.results:
+            d = {"case": r.case, "public": r.public, "passed": r.passed}
+            if not r.passed:
+                d["problem"] = r.problem if (r.public or hidden_details) else hidden_problem(r.problem)
+                d["diagnoses"] = list(r.diagnoses)
+                if r.public or hidden_details:
+                    d.update(inputs=r.inputs, expected=r.expected, received=r.received)
+            cases.append(d)
+        return {"exercise": self.exercise, "tier": self.tier, "status": self.status,
+                "note": self.note, "passed": self.passed, "n_passed": self.n_passed,
+                "n_cases": len(self.results), "headline": self.headline(),
+                "diagnoses": self.diagnoses, "cases": cases}
+
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else ("#9a6700" if self.status == NOT_IMPLEMENTED else "#cf222e")
         body = html.escape(self.report())
         return f'<pre style="border-left: 4px solid {colour}; padding-left: 8px">{body}</pre>'
+
+
+def hidden_problem(problem: str) -> str:
+    """What may be said about a failed hidden case: the kind of problem, not the values."""
+    if problem.startswith("raised "):
+        return problem.split(":", 1)[0]          # "raised ValueError"
+    for keep in ("expected shape", "expected an array", "expected a numeric", "expected integer",
+                 "expected a tuple"):
+        if keep in problem:
+            return problem.split(" (expected", 1)[0].split("; got", 1)[0]
+    return "wrong values"
 
 
 def _short(value: Any) -> str:
@@ -134,7 +174,7 @@ def check_cases(exercise: Exercise, fn: Callable, cases: list[Case], tier: str |
             received = run_case(exercise, case, fn, tier)
         except NotImplementedError:
             return Verdict(exercise.name, tier, [], status=NOT_IMPLEMENTED)
-        except Exception as err:  # the learner's code raised: report it, never crash the notebook
+        except (Exception, SystemExit) as err:  # the learner's code raised: report it, never crash the notebook
             tb = traceback.extract_tb(err.__traceback__)
             where = f" (line {tb[-1].lineno} of {tb[-1].name})" if tb else ""
             results.append(CaseResult(case.name, False, f"raised {type(err).__name__}: {err}{where}",
@@ -159,3 +199,47 @@ def check(name: str, fn: Callable, tier: str | None = None, show: bool = True) -
     if show:
         print(verdict.report())
     return verdict
+
+
+def grading_cases(exercise: Exercise) -> list[Case]:
+    """Every case a grade is given on: the public and hidden named cases and
+    ``n_hidden_random`` hidden random cases (seed :data:`GRADING_SEED`)."""
+    return exercise.cases(public_only=False, seed=GRADING_SEED)
+
+
+def grading_mode() -> bool:
+    """True under nbgrader autograde/validate (it sets ``NBGRADER_EXECUTION``)."""
+    return bool(os.environ.get(GRADING_ENV))
+
+
+def _show(verdict: Verdict) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+
+        if get_ipython() is not None:
+            display(HTML(verdict._repr_html_()))
+            return
+    except Exception:  # no IPython: plain text
+        pass
+    print(verdict.report())
+
+
+def grade(name: str, fn: Callable, tier: str | None = None) -> None:
+    """A notebook's graded test cell: ``grade("iou", iou_numpy, tier="numpy")``.
+
+    In a learner's kernel: the public self-check (prints "4/4 public checks passed; more checks
+    run at grading"), never raises. Under nbgrader autograde (``NBGRADER_EXECUTION`` set): every
+    grading case, public and hidden; raises ``AssertionError`` with the verdict (hidden inputs
+    and values withheld) unless every case passes, so nbgrader gives all or none of the points.
+    """
+    if not grading_mode():
+        verdict = check(name, fn, tier=tier, show=False)
+        _show(verdict)
+        return None
+    exercise = get(name)
+    verdict = check_cases(exercise, fn, grading_cases(exercise), tier=tier)
+    print(verdict.report())
+    if not verdict.passed:
+        raise AssertionError(verdict.report())
+    return None
