@@ -1,0 +1,362 @@
+"""IoU and non-maximum suppression, in three tiers (loops, numpy, TensorFlow).
+
+Box convention (see :mod:`workshop.conventions`): float ``(N, 4)`` arrays in ``(x1, y1, x2, y2)``
+order, continuous pixel coordinates, width ``x2 - x1``, area ``(x2 - x1) * (y2 - y1)``, no "+1".
+
+IoU
+  ``iou_*(boxes1 (N, 4), boxes2 (M, 4)) -> (N, M)`` float64 (the TF tier keeps a float32 input's
+  dtype). The intersection width is ``max(0, min(x2, x2') - max(x1, x1'))``: boxes that only
+  touch have IoU 0, and a zero union (two zero-area boxes) gives 0, never NaN.
+
+NMS
+  ``nms_*(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None)`` returns the
+  kept indices, int64 ``(K,)``, in decreasing score order; it returns exactly what
+  ``tf.image.non_max_suppression`` returns:
+
+  * greedy: take the best remaining box, drop every box whose IoU with it is STRICTLY greater
+    than ``iou_threshold`` (IoU equal to the threshold survives), repeat;
+  * equal scores: the lower index comes first (a stable sort on decreasing score);
+  * ``score_threshold``: only boxes with a score STRICTLY above it take part;
+  * ``max_output_size``: at most that many indices (the first ones of the greedy order);
+  * a zero-area box has IoU 0 with everything, so it never suppresses nor is suppressed (two
+    identical zero-area boxes are both kept).
+
+  Where OpenCV's ``cv2.dnn.NMSBoxes(bboxes, scores, score_threshold, nms_threshold, eta, top_k)``
+  differs:
+
+  * it takes ``(x, y, width, height)`` boxes (convert with ``convert_boxes(b, "xyxy", "xywh")``);
+  * its ``top_k`` keeps only the ``top_k`` best-scored boxes as candidates BEFORE suppression
+    (a candidate suppressed inside the top k is not replaced by the next box), while
+    ``max_output_size`` caps the output: NMSBoxes(top_k=2) on A, B (suppressed by A), C gives
+    [A] where we give [A, C];
+  * two identical zero-area boxes have IoU 1 for OpenCV (its Jaccard index of two empty
+    rectangles), so the second one is suppressed; we (and TensorFlow) keep both;
+  * its overlap is computed in float32, so IoUs within ~1e-7 of the threshold may decide
+    differently.
+
+Validation: malformed boxes or scores raise ValueError naming the offending row; thresholds
+outside [0, 1] or a negative ``max_output_size`` raise ValueError; empty input gives an empty
+``(0, M)`` IoU or an empty int64 index vector.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..conventions import as_boxes, as_scores
+
+__all__ = ["iou_loops", "iou_numpy", "iou_tf", "nms_loops", "nms_numpy", "nms_tf",
+           "batched_nms_loops", "batched_nms_numpy", "batched_nms_tf"]
+
+
+# -- shared argument checks -------------------------------------------------------------------
+def _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold):
+    """Validated float64 boxes (N, 4), scores (N,), and the plain Python thresholds."""
+    b = as_boxes(boxes)
+    s = as_scores(scores, b.shape[0])
+    thr = float(iou_threshold)
+    if not 0.0 <= thr <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    if max_output_size is None:
+        cap = b.shape[0]
+    else:
+        cap = int(max_output_size)
+        if cap < 0:
+            raise ValueError(f"max_output_size must be >= 0, got {max_output_size}")
+    sthr = None if score_threshold is None else float(score_threshold)
+    return b, s, thr, cap, sthr
+
+
+def _check_classes(classes, n):
+    try:
+        c = np.asarray(classes)
+    except Exception as err:  # pragma: no cover - numpy rarely fails here
+        raise ValueError(f"classes: expected an integer array of shape ({n},): {err}") from None
+    if c.ndim != 1 or c.shape[0] != n:
+        raise ValueError(f"classes: expected shape ({n},), one class per box, got shape {c.shape}")
+    if c.size and c.dtype.kind not in "iub":
+        if c.dtype.kind == "f" and np.all(np.isfinite(c)) and np.all(c == np.round(c)):
+            c = c.astype(np.int64)
+        else:
+            bad = np.flatnonzero(~(np.isfinite(c) & (c == np.round(c)))) if c.dtype.kind == "f" else [0]
+            raise ValueError(f"classes: entry {int(bad[0]) if len(bad) else 0} is not an integer class id")
+    return c.astype(np.int64)
+
+
+# ============================================================================================
+# IoU
+# ============================================================================================
+def iou_loops(boxes1, boxes2) -> np.ndarray:
+    """IoU of every pair, with plain Python loops.
+
+    Args: boxes1 ``(N, 4)``, boxes2 ``(M, 4)`` xyxy. Returns float64 ``(N, M)``.
+    """
+    a, b = as_boxes(boxes1, "boxes1"), as_boxes(boxes2, "boxes2")
+    out = np.zeros((a.shape[0], b.shape[0]), dtype=np.float64)
+    for i, (ax1, ay1, ax2, ay2) in enumerate(a.tolist()):
+        area_a = (ax2 - ax1) * (ay2 - ay1)
+        for j, (bx1, by1, bx2, by2) in enumerate(b.tolist()):
+            w = min(ax2, bx2) - max(ax1, bx1)
+            h = min(ay2, by2) - max(ay1, by1)
+            if w <= 0 or h <= 0:
+                continue
+            inter = w * h
+            union = area_a + (bx2 - bx1) * (by2 - by1) - inter
+            if union > 0:
+                out[i, j] = inter / union
+    return out
+
+
+def iou_numpy(boxes1, boxes2) -> np.ndarray:
+    """IoU of every pair by broadcasting (no Python loop over boxes).
+
+    Args: boxes1 ``(N, 4)``, boxes2 ``(M, 4)`` xyxy. Returns float64 ``(N, M)``.
+    """
+    a, b = as_boxes(boxes1, "boxes1"), as_boxes(boxes2, "boxes2")
+    return _iou_core(a, b)
+
+
+def _iou_core(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of validated float64 boxes (row blocks so the temporaries stay in cache)."""
+    n, m = a.shape[0], b.shape[0]
+    out = np.empty((n, m), dtype=np.float64)
+    if n == 0 or m == 0:
+        return out
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    bx1, by1, bx2, by2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
+    rows = max(1, min(n, 32768 // m))
+    t = np.empty((rows, m))
+    w = np.empty((rows, m))
+    with np.errstate(invalid="ignore"):
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            k = r1 - r0
+            tk, wk, ok = t[:k], w[:k], out[r0:r1]
+            blk = a[r0:r1]
+            np.minimum(blk[:, 2:3], bx2, out=wk)
+            np.maximum(blk[:, 0:1], bx1, out=tk)
+            np.subtract(wk, tk, out=wk)
+            np.maximum(wk, 0.0, out=wk)
+            np.minimum(blk[:, 3:4], by2, out=ok)
+            np.maximum(blk[:, 1:2], by1, out=tk)
+            np.subtract(ok, tk, out=ok)
+            np.maximum(ok, 0.0, out=ok)
+            np.multiply(wk, ok, out=wk)                   # intersection
+            np.add(area_a[r0:r1, None], area_b, out=tk)
+            np.subtract(tk, wk, out=tk)                   # union
+            np.divide(wk, tk, out=ok)
+    # union is 0 only when both boxes have zero area (then the intersection is 0 too): 0/0
+    za, zb = area_a == 0, area_b == 0
+    if za.any() and zb.any():
+        out[np.ix_(za, zb)] = 0.0
+    return out
+
+
+def iou_tf(boxes1, boxes2):
+    """IoU of every pair in TensorFlow (tensors in and out; works under
+    ``tf.function(jit_compile=True)``).
+
+    Args: boxes1 ``(N, 4)``, boxes2 ``(M, 4)`` xyxy tensors. Returns ``(N, M)`` in the input's
+    float dtype (float64 for float64 or integer input, float32 for float32 input).
+    """
+    import tensorflow as tf
+
+    a, b = _tf_boxes(boxes1, "boxes1"), _tf_boxes(boxes2, "boxes2")
+    if b.dtype != a.dtype:
+        b = tf.cast(b, a.dtype)
+    return _iou_tf_core(a, b)
+
+
+def _tf_boxes(boxes, name):
+    """A float tensor of boxes, validated with the numpy rules when running eagerly."""
+    import tensorflow as tf
+
+    t = tf.convert_to_tensor(boxes)
+    if not t.dtype.is_floating:
+        t = tf.cast(t, tf.float64)
+    if t.shape.rank is not None and (t.shape.rank != 2 or (t.shape[-1] is not None and t.shape[-1] != 4)):
+        if not (t.shape.rank == 1 and t.shape[0] == 0):
+            raise ValueError(f"{name}: expected shape (N, 4) in xyxy format, got shape {tuple(t.shape)}")
+        t = tf.zeros((0, 4), t.dtype)
+    if tf.executing_eagerly():
+        as_boxes(t.numpy(), name)  # raises ValueError naming the row
+    return t
+
+
+def _iou_tf_core(a, b):
+    import tensorflow as tf
+
+    ax1, ay1, ax2, ay2 = tf.unstack(a[:, :, None], axis=1)   # (N, 1) each
+    bx1, by1, bx2, by2 = tf.unstack(tf.transpose(b)[:, None, :], axis=0)  # (1, M) each
+    zero = tf.zeros([], a.dtype)
+    w = tf.maximum(tf.minimum(ax2, bx2) - tf.maximum(ax1, bx1), zero)
+    h = tf.maximum(tf.minimum(ay2, by2) - tf.maximum(ay1, by1), zero)
+    inter = w * h
+    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
+    return tf.math.divide_no_nan(inter, union)
+
+
+# ============================================================================================
+# NMS
+# ============================================================================================
+def _order(scores: np.ndarray, score_threshold) -> np.ndarray:
+    """Candidate indices by decreasing score, ties by increasing index, above the threshold."""
+    order = np.argsort(-scores, kind="stable")
+    if score_threshold is not None:
+        order = order[scores[order] > score_threshold]
+    return order
+
+
+def nms_loops(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> np.ndarray:
+    """Greedy NMS with plain Python loops. See the module docstring for the exact rules.
+
+    Args:
+      boxes: ``(N, 4)`` xyxy; scores: ``(N,)``; iou_threshold: suppress when IoU > it;
+      max_output_size: at most this many indices (None: no cap);
+      score_threshold: consider only scores > it (None: all).
+    Returns: int64 ``(K,)`` kept indices in decreasing score order.
+    """
+    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    items = [(i, s[i]) for i in range(len(s)) if sthr is None or s[i] > sthr]
+    items.sort(key=lambda t: -t[1])  # Python's sort is stable: equal scores keep index order
+    rows = b.tolist()
+    kept: list[int] = []
+    for i, _ in items:
+        if len(kept) >= cap:
+            break
+        x1, y1, x2, y2 = rows[i]
+        area = (x2 - x1) * (y2 - y1)
+        ok = True
+        for k in kept:
+            kx1, ky1, kx2, ky2 = rows[k]
+            w = min(x2, kx2) - max(x1, kx1)
+            h = min(y2, ky2) - max(y1, ky1)
+            if w <= 0 or h <= 0:
+                continue
+            inter = w * h
+            union = area + (kx2 - kx1) * (ky2 - ky1) - inter
+            if union > 0 and inter / union > thr:
+                ok = False
+                break
+        if ok:
+            kept.append(i)
+    return np.array(kept, dtype=np.int64)
+
+
+def nms_numpy(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> np.ndarray:
+    """Greedy NMS, vectorized. Same arguments and result as :func:`nms_loops`."""
+    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    order = _order(s, sthr)
+    return _nms_greedy_numpy(b, order, thr, cap)
+
+
+def _nms_greedy_numpy(b, order, thr, cap, classes=None):
+    """Textbook greedy: keep the best remaining candidate, drop the ones it suppresses
+    (only those of its own class when ``classes`` is given)."""
+    kept = []
+    remaining = order
+    while remaining.size and len(kept) < cap:
+        i = remaining[0]
+        kept.append(i)
+        rest = remaining[1:]
+        ious = _iou_core(b[i:i + 1], b[rest])[0]
+        drop = ious > thr
+        if classes is not None:
+            drop &= classes[rest] == classes[i]
+        remaining = rest[~drop]
+    return np.array(kept, dtype=np.int64)
+
+
+def nms_tf(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None):
+    """Greedy NMS in pure TensorFlow (a tf.while_loop, not tf.image.non_max_suppression).
+
+    Same arguments and result as :func:`nms_loops`; tensors in, an int64 tensor out. Works under
+    ``tf.function``; ``iou_threshold``, ``max_output_size`` and ``score_threshold`` may be
+    Python numbers or scalar tensors.
+    """
+    return _nms_tf(boxes, scores, None, iou_threshold, max_output_size, score_threshold)
+
+
+def _nms_tf(boxes, scores, classes, iou_threshold, max_output_size, score_threshold):
+    import tensorflow as tf
+
+    b = _tf_boxes(boxes, "boxes")
+    s = tf.convert_to_tensor(scores)
+    if s.shape.rank is not None and s.shape.rank != 1:
+        raise ValueError(f"scores: expected shape (N,), one score per box, got shape {tuple(s.shape)}")
+    if tf.executing_eagerly():
+        as_scores(s.numpy(), b.shape[0])
+        _check_nms_args(b.numpy(), s.numpy(), float(iou_threshold),
+                        None if max_output_size is None else int(max_output_size),
+                        None if score_threshold is None else float(score_threshold))
+    s = tf.cast(s, b.dtype)
+    n = tf.shape(b)[0]
+    cap = n if max_output_size is None else tf.cast(max_output_size, tf.int32)
+    thr = tf.cast(iou_threshold, b.dtype)
+    valid = tf.ones([n], tf.bool) if score_threshold is None else s > tf.cast(score_threshold, b.dtype)
+    # decreasing score, equal scores by increasing index (top_k is stable that way)
+    order = tf.math.top_k(s, k=n, sorted=True).indices
+    valid = tf.gather(valid, order)
+    sb = tf.gather(b, order)
+    sc = None if classes is None else tf.gather(classes, order)
+
+    def body(i, keep, count):
+        row = _iou_tf_core(sb[i:i + 1], sb)[0]
+        ok = valid[i] & keep[i] & (count < cap)
+        later = tf.range(n) > i
+        suppress = ok & later & (row > thr)
+        if sc is not None:
+            suppress &= tf.equal(sc, sc[i])
+        keep = tf.tensor_scatter_nd_update(keep, [[i]], [ok]) & ~suppress
+        return i + 1, keep, count + tf.cast(ok, tf.int32)
+
+    _, keep, _ = tf.while_loop(lambda i, k, c: i < n, body,
+                               (tf.constant(0), tf.ones([n], tf.bool), tf.constant(0)))
+    return tf.cast(tf.boolean_mask(order, keep), tf.int64)
+
+
+# -- class-aware NMS ----------------------------------------------------------------------------
+# Strategy (numpy, TF): one greedy pass over all boxes in score order, where a kept box only
+# suppresses boxes of its own class (cross-class IoU is ignored); the loops tier runs NMS per class
+# and merges by score, a different route to the same answer that the tests compare.
+def batched_nms_loops(boxes, scores, classes, iou_threshold, max_output_size=None,
+                      score_threshold=None) -> np.ndarray:
+    """Class-aware NMS with loops: boxes of different classes never suppress each other.
+
+    Args: as :func:`nms_loops`, plus ``classes`` int ``(N,)``. Returns int64 kept indices in
+    decreasing score order (ties by index) across all classes.
+    """
+    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    c = _check_classes(classes, b.shape[0])
+    kept: list[int] = []
+    for cls in sorted(set(c.tolist())):
+        idx = [i for i in range(len(c)) if c[i] == cls]
+        sub = nms_loops(b[idx], s[idx], thr, None, sthr)
+        kept.extend(idx[j] for j in sub.tolist())
+    kept.sort(key=lambda i: (-s[i], i))
+    return np.array(kept[:cap], dtype=np.int64)
+
+
+def batched_nms_numpy(boxes, scores, classes, iou_threshold, max_output_size=None,
+                      score_threshold=None) -> np.ndarray:
+    """Class-aware NMS, vectorized. Same arguments and result as :func:`batched_nms_loops`."""
+    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    c = _check_classes(classes, b.shape[0])
+    return _nms_greedy_numpy(b, _order(s, sthr), thr, cap, classes=c)
+
+
+def batched_nms_tf(boxes, scores, classes, iou_threshold, max_output_size=None,
+                   score_threshold=None):
+    """Class-aware NMS in TensorFlow; tensors in, an int64 tensor out. Same arguments and
+    result as :func:`batched_nms_loops`."""
+    import tensorflow as tf
+
+    c = tf.convert_to_tensor(classes)
+    if c.shape.rank is not None and c.shape.rank != 1:
+        raise ValueError(f"classes: expected shape (N,), one class per box, got shape {tuple(c.shape)}")
+    if tf.executing_eagerly():
+        _check_classes(c.numpy(), int(tf.shape(tf.convert_to_tensor(boxes))[0]))
+    if c.dtype.is_floating:
+        c = tf.cast(c, tf.int64)
+    return _nms_tf(boxes, scores, c, iou_threshold, max_output_size, score_threshold)
