@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["conv2d_transpose_loops", "conv2d_transpose_numpy", "conv2d_transpose_tf",
-           "conv2d_transpose_output_size", "conv_matrix"]
+           "conv2d_transpose_output_size", "conv_matrix", "conv2d_transpose_builtin"]
 
 
 # -- shared geometry -------------------------------------------------------------------------
@@ -291,3 +291,24 @@ def conv_matrix(kernel_2d, input_shape: Sequence[int], strides=1) -> np.ndarray:
         for q in range(out_w):
             c[r * out_w + q, r * sh:r * sh + kh, q * sw:q * sw + kw] = k
     return c.reshape(out_h * out_w, h * w)
+
+
+# -- the industry baseline, with this module's signature (benchmarks and tests) ---------------
+def conv2d_transpose_builtin(x, kernel, strides=1, padding="VALID", output_shape=None):
+    """``tf.nn.conv2d_transpose`` itself, called with this module's signature and default size."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    batched = x.shape.rank == 4
+    xb = x if batched else x[None]
+    kh, kw, c_out, _ = kernel.shape
+    sh, sw = _pair(strides, "strides")
+    padding = _padding(padding)
+    if output_shape is None:
+        out_h = conv2d_transpose_output_size(xb.shape[1], kh, sh, padding)[2]
+        out_w = conv2d_transpose_output_size(xb.shape[2], kw, sw, padding)[2]
+    else:
+        out_h, out_w = _out_hw(output_shape, batched, xb.shape[0], c_out)
+    out = tf.nn.conv2d_transpose(xb, tf.cast(kernel, xb.dtype), (xb.shape[0], out_h, out_w, c_out),
+                                 (sh, sw), padding)
+    return out if batched else out[0]

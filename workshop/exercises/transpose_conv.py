@@ -1,0 +1,193 @@
+"""Chapter 07: transposed convolution (``conv2d_transpose``), TensorFlow's layouts and sizes.
+
+The wrong implementations below are self-contained numpy (the grader hides
+``workshop.reference``), built on one scatter-add with switches for each mistake.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import register
+from .spec import Case, Exercise, Mistake, Output
+
+REF = "workshop.reference.transpose_conv"
+SIGNATURE = "conv2d_transpose(x, kernel, strides=1, padding='VALID', output_shape=None)"
+
+
+# -- a small, switchable scatter-add for the wrong implementations ----------------------------
+def _scatter(x, kernel, strides=1, padding="VALID", output_shape=None, *, flip=False,
+             same_top_ceil=False, stride_on_kernel=False, extra=0, swap_channels=False):
+    x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+    if swap_channels:
+        kernel = kernel.transpose(0, 1, 3, 2)
+    if flip:
+        kernel = kernel[::-1, ::-1]
+    batched = x.ndim == 4
+    xb = x if batched else x[None]
+    _, h, w, c_in = xb.shape
+    kh, kw, c_out, k_in = kernel.shape
+    if k_in != c_in:
+        raise ValueError("channel mismatch")
+    sh, sw = (strides, strides) if np.isscalar(strides) else tuple(strides)
+    pad = padding.upper()
+    if output_shape is None:
+        if pad == "VALID":
+            out_h = h * sh + max(kh - sh, 0) + extra * (sh - 1)
+            out_w = w * sw + max(kw - sw, 0) + extra * (sw - 1)
+        else:
+            out_h, out_w = h * sh, w * sw
+    else:
+        shape = [int(v) for v in output_shape]
+        out_h, out_w = shape[-2:] if len(shape) == 2 else shape[-3:-1]
+
+    def crop(size, k, s, n):
+        if pad == "VALID":
+            return 0
+        total = max((size - 1) * s + k - n, 0)
+        return -(-total // 2) if same_top_ceil else total // 2
+
+    top, left = crop(h, kh, sh, out_h), crop(w, kw, sw, out_w)
+    # where tap (a, b) of pixel (i, j) lands
+    step_i, step_a = (1, sh) if stride_on_kernel else (sh, 1)
+    step_j, step_b = (1, sw) if stride_on_kernel else (sw, 1)
+    full_h = (h - 1) * step_i + (kh - 1) * step_a + 1
+    full_w = (w - 1) * step_j + (kw - 1) * step_b + 1
+    full = np.zeros((xb.shape[0], max(full_h, top + out_h), max(full_w, left + out_w), c_out))
+    for a in range(kh):
+        for b in range(kw):
+            r0, q0 = a * step_a, b * step_b
+            full[:, r0:r0 + (h - 1) * step_i + 1:step_i, q0:q0 + (w - 1) * step_j + 1:step_j] += xb @ kernel[a, b].T
+    out = full[:, top:top + out_h, left:left + out_w]
+    return out if batched else out[0]
+
+
+def _flipped(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, flip=True)
+
+
+def _same_wrong_side(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, same_top_ceil=True)
+
+
+def _stride_on_kernel(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, stride_on_kernel=True)
+
+
+def _size_off(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, extra=1)
+
+
+def _swapped_channels(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, swap_channels=True)
+
+
+# -- cases ---------------------------------------------------------------------------------------
+def _lecture() -> tuple[np.ndarray, np.ndarray]:
+    x = np.array([[2.0, 1.0], [4.0, 4.0]])[:, :, None]
+    k = np.array([[1.0, 4.0, 1.0], [1.0, 4.0, 3.0], [3.0, 3.0, 1.0]])[:, :, None, None]
+    return x, k
+
+
+def _edge_cases() -> list[Case]:
+    rng = np.random.default_rng(7)
+    x, k = _lecture()
+    lecture_out = np.array([[2, 9, 6, 1], [6, 29, 30, 7], [10, 29, 33, 13], [12, 24, 16, 4]], float)[:, :, None]
+    row = np.array([[1.0, 2.0]])[:, :, None]                 # (1, 2, 1)
+    taps = np.array([[1.0, 10.0, 100.0]])[:, :, None, None]  # (1, 3, 1, 1)
+    x3 = rng.normal(size=(3, 3, 1)).round(2)
+    k3 = rng.normal(size=(3, 3, 1, 1)).round(2)
+    xb = rng.normal(size=(2, 2, 3, 2)).round(2)
+    kb = rng.normal(size=(3, 2, 2, 2)).round(2)
+    return [
+        Case("lecture example: 2x2 input, 3x3 kernel, stride 1, VALID", (x, k), {"strides": 1, "padding": "VALID"},
+             expected=lecture_out, about="Dumoulin & Visin's example from the lecture; the kernel is not flipped"),
+        Case("one row, stride (1, 2), VALID", (row, taps), {"strides": (1, 2), "padding": "VALID"},
+             expected=np.array([[1.0, 10.0, 102.0, 20.0, 200.0]])[:, :, None],
+             about="pixel j lands at column 2*j; the two kernel copies overlap in one column"),
+        Case("one row, stride (1, 2), SAME (crop 1 column, at the end)", (row, taps),
+             {"strides": (1, 2), "padding": "SAME"},
+             expected=np.array([[1.0, 10.0, 102.0, 20.0]])[:, :, None],
+             about="SAME: output 2*W; the full 5 columns lose P=1, P//2=0 before and 1 after"),
+        Case("3x3 input, 3x3 kernel, stride 2, VALID", (x3, k3), {"strides": 2, "padding": "VALID"}),
+        Case("3x3 input, 3x3 kernel, stride 2, SAME", (x3, k3), {"strides": 2, "padding": "SAME"}),
+        Case("VALID with the largest output_shape TF accepts", (x3, k3),
+             {"strides": 2, "padding": "VALID", "output_shape": (8, 8)},
+             about="(H-1)*s + k + s - 1 = 8: one extra row and column, zeros"),
+        Case("SAME with the smallest output_shape TF accepts", (x3, k3),
+             {"strides": 3, "padding": "SAME", "output_shape": (7, 7)},
+             about="(H-1)*s + 1 = 7: P = 2, one row cropped on each side"),
+        Case("batch of 2, C_in = C_out = 2, stride (1, 2), SAME", (xb, kb), {"strides": (1, 2), "padding": "SAME"}),
+        Case("kernel smaller than the stride (1x1 kernel, stride 3)", (x3, rng.normal(size=(1, 1, 2, 1)).round(2)),
+             {"strides": 3, "padding": "VALID"}, about="default VALID size is H*s, not (H-1)*s + k"),
+        Case("1x1 input", (np.array([[[1.5]]]), k3), {"strides": 2, "padding": "SAME"}, public=False),
+        Case("SAME, output_shape between the extremes", (xb, kb),
+             {"strides": 3, "padding": "SAME", "output_shape": (5, 8)}, public=False),
+        Case("VALID, full output_shape given", (xb, kb),
+             {"strides": 2, "padding": "VALID", "output_shape": (2, 5, 7, 2)}, public=False),
+    ]
+
+
+def _random_case(rng: np.random.Generator) -> Case:
+    batched = rng.random() < 0.5
+    h, w = (int(v) for v in rng.integers(1, 5, 2))
+    c_in, c_out = (int(v) for v in rng.integers(1, 4, 2))
+    kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+    sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+    padding = str(rng.choice(["VALID", "SAME"]))
+    shape = (int(rng.integers(1, 3)), h, w, c_in) if batched else (h, w, c_in)
+    x = rng.normal(size=shape)
+    kernel = rng.normal(size=(kh, kw, c_out, c_in))
+    kwargs: dict = {"strides": sh if sh == sw and rng.random() < 0.5 else (sh, sw), "padding": padding}
+    if rng.random() < 0.5:
+        if padding == "VALID":
+            lo_h, lo_w = (h - 1) * sh + kh, (w - 1) * sw + kw
+        else:
+            lo_h, lo_w = (h - 1) * sh + 1, (w - 1) * sw + 1
+        kwargs["output_shape"] = (int(lo_h + rng.integers(0, sh)), int(lo_w + rng.integers(0, sw)))
+    return Case("", (x, kernel), kwargs)
+
+
+def _benchmarks() -> list[Case]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 64, 64)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, 64, 64)).astype(np.float32)
+    return [Case("(64, 64, 64) input, 3x3x64 kernel, stride 2, SAME", (x, kernel),
+                 {"strides": 2, "padding": "SAME"})]
+
+
+CONV2D_TRANSPOSE = register(Exercise(
+    name="conv2d_transpose",
+    chapter="07_transposed_convolution",
+    signature=SIGNATURE,
+    summary="Transposed convolution with TensorFlow's layouts, output sizes and SAME cropping.",
+    tiers={"loops": f"{REF}:conv2d_transpose_loops", "numpy": f"{REF}:conv2d_transpose_numpy",
+           "tf": f"{REF}:conv2d_transpose_tf"},
+    edge_cases=_edge_cases,
+    random_case=_random_case,
+    outputs=(Output("output", "float", rtol=1e-4, atol=1e-4, strict_atol=1e-6),),
+    mistakes=(
+        Mistake("flipped kernel",
+                "Your output is the right one for the kernel flipped upside down and left-right. A transposed "
+                "convolution scatters x[i, j] * kernel[a, b] into out[i*s + a, j*s + b] with the kernel as "
+                "given; only the conv2d view (zero insertion) needs the flipped kernel.", wrong=_flipped),
+        Mistake("SAME crop on the wrong side",
+                "With SAME you cropped the odd extra row/column at the top/left. TensorFlow crops "
+                "P // 2 before and the rest after, P = (H-1)*s + k - Ho (conv2d's SAME puts the extra "
+                "padding at the bottom/right).", wrong=_same_wrong_side),
+        Mistake("stride on the kernel",
+                "You spread the kernel taps s apart instead of the input pixels: pixel (i, j) must land at "
+                "(i*s, j*s) and its taps next to each other, out[i*s + a, j*s + b] (not out[i + a*s, j + b*s]).",
+                wrong=_stride_on_kernel),
+        Mistake("output s - 1 too large",
+                "Your VALID output has s - 1 extra rows/columns: zero insertion puts s - 1 zeros *between* "
+                "input pixels, not after the last one. The VALID size is (H-1)*s + k (Keras: H*s + max(k - s, 0)).",
+                wrong=_size_off),
+        Mistake("kernel channels swapped",
+                "You read the kernel as (kh, kw, C_in, C_out); TensorFlow's transposed-convolution kernel is "
+                "(kh, kw, C_out, C_in): out[..., o] += x[..., c] * kernel[a, b, o, c].", wrong=_swapped_channels),
+    ),
+    tf_static=("strides", "padding", "output_shape"),
+    benchmarks=_benchmarks,
+    baselines={"tf.nn.conv2d_transpose": f"{REF}:conv2d_transpose_builtin"},
+))
