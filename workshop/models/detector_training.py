@@ -1,0 +1,208 @@
+"""Training the two-stage detector: target sampling (numpy, from the registry's references)
+and a Keras model whose ``train_step`` joins the RPN and box-head losses, so ``fit`` brings
+progress bars, TensorBoard, ModelCheckpoint and EarlyStopping.
+
+Approximate joint training (as in the Faster R-CNN code base): per step, the current RPN's
+proposals are taken as constants, mixed with the ground truths, and sampled into
+``rois_per_image`` regions (at most ``fg_fraction`` foreground); the losses of both stages are
+summed and back-propagated through RoI align into the backbone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .detector import DetectorConfig, TwoStageDetector
+
+MAX_GT = 16   # ground-truth boxes per image, padded with -1 rows
+
+
+def pad_ground_truth(boxes_list, classes_list, max_gt: int = MAX_GT):
+    """Lists of ``(N_i, 4)`` boxes / ``(N_i,)`` classes -> float32 ``(B, max_gt, 4)`` and int32
+    ``(B, max_gt)`` padded with -1 (rows beyond ``max_gt`` are dropped)."""
+    n = len(boxes_list)
+    boxes = -np.ones((n, max_gt, 4), np.float32)
+    classes = -np.ones((n, max_gt), np.int32)
+    for i, (b, c) in enumerate(zip(boxes_list, classes_list)):
+        k = min(len(b), max_gt)
+        boxes[i, :k] = np.asarray(b, np.float32)[:k]
+        classes[i, :k] = np.asarray(c)[:k]
+    return boxes, classes
+
+
+class TargetSampler:
+    """Numpy side of a training step: RPN targets and sampled RoIs with their head targets."""
+
+    def __init__(self, detector: TwoStageDetector, seed: int = 0):
+        from ..exercises import get
+
+        self.detector = detector
+        self.config = detector.config
+        self.rpn_targets = get("rpn_targets").tier("numpy")
+        self.iou = get("iou").tier("numpy")
+        self.encode = get("encode").tier("numpy")
+        self.rng = np.random.default_rng(seed)
+        self._anchors: dict[tuple, np.ndarray] = {}
+
+    def anchors(self, feature_shape) -> np.ndarray:
+        key = tuple(int(s) for s in feature_shape)
+        if key not in self._anchors:
+            self._anchors[key] = self.detector.anchors(key)
+        return self._anchors[key]
+
+    def __call__(self, objectness, deltas, gt_boxes, gt_classes, image_shape):
+        """All numpy. Returns rpn_labels int32 (B, N), rpn_deltas float32 (B, N, 4), rois
+        float32 (B, R, 4), roi_labels int32 (B, R) (0 = background), roi_deltas float32 (B, R, 4)."""
+        c = self.config
+        b = objectness.shape[0]
+        h, w = int(image_shape[0]), int(image_shape[1])
+        feature_shape = (h // c.stride, w // c.stride)
+        anchors = self.anchors(feature_shape)
+        n = anchors.shape[0]
+        rpn_labels = np.full((b, n), -1, np.int32)
+        rpn_deltas = np.zeros((b, n, 4), np.float32)
+        r = c.rois_per_image
+        rois = np.zeros((b, r, 4), np.float32)
+        roi_labels = np.zeros((b, r), np.int32)
+        roi_deltas = np.zeros((b, r, 4), np.float32)
+        for i in range(b):
+            valid = gt_classes[i] > 0
+            gt = gt_boxes[i][valid].astype(np.float64)
+            cls = gt_classes[i][valid].astype(np.int64)
+            seed = int(self.rng.integers(2**31))
+            labels, targets = self.rpn_targets(anchors, gt, (h, w), seed=seed)
+            rpn_labels[i] = labels
+            rpn_deltas[i] = targets
+            props, _ = self.detector.stages.rpn_proposals(
+                anchors, objectness[i].astype(np.float64), deltas[i].astype(np.float64), (h, w),
+                pre_nms_top_n=c.train_pre_nms, post_nms_top_n=c.train_post_nms,
+                nms_threshold=c.rpn_nms_threshold, min_size=c.min_size)
+            candidates = np.concatenate([np.asarray(props, np.float64).reshape(-1, 4), gt], axis=0)
+            rois[i], roi_labels[i], roi_deltas[i] = self._sample(candidates, gt, cls)
+        return rpn_labels, rpn_deltas, rois, roi_labels, roi_deltas
+
+    def _sample(self, candidates, gt, cls):
+        c = self.config
+        r = c.rois_per_image
+        if len(gt):
+            overlaps = self.iou(candidates, gt)
+            best = overlaps.argmax(axis=1)
+            best_iou = overlaps[np.arange(len(candidates)), best]
+        else:
+            best = np.zeros(len(candidates), np.int64)
+            best_iou = np.zeros(len(candidates))
+        fg = np.flatnonzero(best_iou >= c.fg_iou)
+        bg = np.flatnonzero(best_iou < c.bg_iou)
+        n_fg = min(len(fg), int(round(r * c.fg_fraction)))
+        fg = self.rng.permutation(fg)[:n_fg]
+        n_bg = r - n_fg
+        if len(bg) == 0:  # only foreground candidates: fill with more of them
+            bg = self.rng.choice(np.flatnonzero(best_iou >= 0), n_bg, replace=True)
+            labels_bg = cls[best[bg]]
+        else:
+            bg = self.rng.choice(bg, n_bg, replace=len(bg) < n_bg)
+            labels_bg = np.zeros(n_bg, np.int64)
+        keep = np.concatenate([fg, bg])
+        labels = np.concatenate([cls[best[fg]] if len(gt) else np.zeros(0, np.int64), labels_bg])
+        boxes = candidates[keep]
+        deltas = np.zeros((r, 4))
+        pos = labels > 0
+        if pos.any():
+            deltas[pos] = self.encode(gt[best[keep[pos]]], boxes[pos], weights=c.box_weights)
+        return boxes, labels, deltas
+
+
+def _smooth_l1(x, beta: float = 1.0 / 9.0):
+    import tensorflow as tf
+
+    ax = tf.abs(x)
+    return tf.where(ax < beta, 0.5 * ax * ax / beta, ax - 0.5 * beta)
+
+
+def build_training_model(detector: TwoStageDetector, seed: int = 0):
+    """A ``keras.Model`` whose ``fit`` trains ``detector``'s RPN and box head together.
+
+    ``fit`` takes ``x = images`` float32 ``(B, H, W, 3)`` in [0, 1] and ``y = (gt_boxes
+    (B, MAX_GT, 4), gt_classes (B, MAX_GT))`` padded with -1 (see :func:`pad_ground_truth`).
+    """
+    import keras
+    import tensorflow as tf
+
+    from ..exercises import get
+    from .rpn import rpn_loss
+
+    roi_align_tf = get("roi_align").tier("tf")
+    sampler = TargetSampler(detector, seed)
+    c = detector.config
+
+    class DetectorTrainer(keras.Model):
+        def __init__(self):
+            super().__init__(name="detector_trainer")
+            self.rpn = detector.rpn
+            self.head = detector.head
+            self.trackers = {k: keras.metrics.Mean(name=k) for k in
+                             ("loss", "rpn_loss", "head_cls_loss", "head_box_loss", "head_accuracy")}
+
+        @property
+        def metrics(self):
+            return list(self.trackers.values())
+
+        def call(self, images, training=False):
+            return self.rpn(images, training=training)
+
+        def _losses(self, images, gt_boxes, gt_classes, training):
+            features, objectness, deltas = self.rpn(images, training=training)
+            shape = tf.shape(images)[1:3]
+            outs = tf.numpy_function(
+                lambda o, d, gb, gc, s: sampler(o, d, gb, gc, s),
+                [tf.stop_gradient(objectness), tf.stop_gradient(deltas), gt_boxes, gt_classes, shape],
+                [tf.int32, tf.float32, tf.float32, tf.int32, tf.float32], stateful=True)
+            rpn_labels, rpn_targets, rois, roi_labels, roi_targets = outs
+            n_anchors = tf.shape(objectness)[1]
+            rpn_labels = tf.reshape(rpn_labels, tf.shape(objectness))
+            rpn_targets = tf.reshape(rpn_targets, [-1, n_anchors, 4])
+            r = c.rois_per_image
+            rois = tf.reshape(rois, [-1, r, 4])
+            roi_labels = tf.reshape(roi_labels, [-1, r])
+            roi_targets = tf.reshape(roi_targets, [-1, r, 4])
+            l_rpn = rpn_loss(objectness, deltas, rpn_labels, rpn_targets)
+            pooled = tf.map_fn(
+                lambda args: roi_align_tf(args[0], tf.cast(args[1], args[0].dtype), (c.pool_size, c.pool_size),
+                                          1.0 / c.stride, sampling_ratio=c.sampling_ratio),
+                (features, rois), fn_output_signature=tf.TensorSpec(
+                    (r, c.pool_size, c.pool_size, features.shape[-1]), features.dtype))
+            pooled = tf.reshape(pooled, [-1, c.pool_size, c.pool_size, features.shape[-1]])
+            logits, box_deltas = self.head(pooled, training=training)
+            labels = tf.reshape(roi_labels, [-1])
+            cls_loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True))
+            pos = labels > 0
+            chosen = tf.gather(box_deltas, tf.maximum(labels - 1, 0), batch_dims=1)
+            diff = (chosen - tf.reshape(roi_targets, [-1, 4])) * tf.cast(pos, chosen.dtype)[:, None]
+            box_loss = tf.reduce_sum(_smooth_l1(diff)) / tf.cast(tf.size(labels), chosen.dtype)
+            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
+                                         tf.float32))
+            return l_rpn, cls_loss, box_loss, acc
+
+        def _record(self, l_rpn, cls_loss, box_loss, acc):
+            total = l_rpn + cls_loss + box_loss
+            for k, v in (("loss", total), ("rpn_loss", l_rpn), ("head_cls_loss", cls_loss),
+                         ("head_box_loss", box_loss), ("head_accuracy", acc)):
+                self.trackers[k].update_state(v)
+            return {k: m.result() for k, m in self.trackers.items()}
+
+        def train_step(self, data):
+            images, (gt_boxes, gt_classes) = data
+            with tf.GradientTape() as tape:
+                l_rpn, cls_loss, box_loss, acc = self._losses(images, gt_boxes, gt_classes, True)
+                total = l_rpn + cls_loss + box_loss
+            variables = self.rpn.trainable_variables + self.head.trainable_variables
+            grads = tape.gradient(total, variables)
+            self.optimizer.apply_gradients(zip(grads, variables))
+            return self._record(l_rpn, cls_loss, box_loss, acc)
+
+        def test_step(self, data):
+            images, (gt_boxes, gt_classes) = data
+            return self._record(*self._losses(images, gt_boxes, gt_classes, False))
+
+    return DetectorTrainer()
