@@ -148,12 +148,11 @@ def roi_pool_loops(feature_map, rois, output_size, spatial_scale):
                 w0, w1 = _pool_extents(sx, rw, pw, width, j)
                 if h1 <= h0 or w1 <= w0:
                     continue                       # empty bin: stays 0
-                for c in range(channels):
-                    best = -math.inf
-                    for y in range(h0, h1):
-                        for x in range(w0, w1):
-                            best = max(best, fm[y, x, c])
-                    out[r, i, j, c] = best
+                best = np.full(channels, -np.inf)  # one running maximum per channel
+                for y in range(h0, h1):
+                    for x in range(w0, w1):
+                        best = np.maximum(best, fm[y, x])
+                out[r, i, j] = best
     return out
 
 
