@@ -43,7 +43,8 @@ Python API for the rest of the course::
 Environment: ``WORKSHOP_CHECKPOINT_DIR`` (unpacked location), ``WORKSHOP_CHECKPOINT_URL``,
 ``WORKSHOP_CHECKPOINT_SHA256``, ``WORKSHOP_CHECKPOINT_TIMEOUT`` (seconds, default 30),
 ``WORKSHOP_CHECKPOINT_MANIFEST`` (another shipped manifest; its archive sits beside it),
-``WORKSHOP_TRAIN_MODULE`` (the trainer ``--build`` runs; default ``workshop.train``).
+``WORKSHOP_TRAIN_MODULE`` (the trainer ``--build`` runs; default ``workshop.train``),
+``WORKSHOP_TRAIN_DIR`` (where it writes; default ``build/checkpoint-train``).
 
 Only the standard library is needed (tqdm draws the progress bar when it is installed), so the
 script works before the course's requirements are.
@@ -918,6 +919,7 @@ def build(train_dir: str | os.PathLike | None = None, say=_say) -> dict:
         raise CheckpointError(f"--build runs `python -m {module} all`, but {module} is not in "
                               "this checkout yet (the training code lands separately); until "
                               f"then use the shipped archive ({SCRIPT} without --build)")
+    train_dir = train_dir or os.environ.get("WORKSHOP_TRAIN_DIR")
     out = Path(train_dir) if train_dir else ROOT / "build" / "checkpoint-train"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
