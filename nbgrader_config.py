@@ -1,0 +1,52 @@
+"""nbgrader configuration for the course (read by every ``nbgrader`` command run in this folder,
+and by ``python -m workshop release``).
+
+Layout (nbgrader's names -> this repository):
+  solutions/<assignment>/*.ipynb   instructor notebooks with ### BEGIN/END SOLUTION (nbgrader "source")
+  release/<assignment>/            what `nbgrader generate_assignment` writes (learners get notebooks/,
+                                   written by `python -m workshop release` with the same preprocessors)
+  submitted/<student>/<assignment>/   collected submissions;  autograded/, feedback/ as usual
+The gradebook is sqlite under the course root unless WORKSHOP_NBGRADER_DB_URL is set (e.g.
+postgresql://user@host/course for a shared server).
+"""
+
+import os
+from pathlib import Path
+
+c = get_config()  # noqa: F821  (provided by nbgrader/traitlets when this file is loaded)
+
+ROOT = Path(__file__).resolve().parent
+
+c.CourseDirectory.root = str(ROOT)
+c.CourseDirectory.course_id = os.environ.get("WORKSHOP_COURSE_ID", "cv-workshop")
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.db_url = os.environ.get(
+    "WORKSHOP_NBGRADER_DB_URL", "sqlite:///" + str(ROOT / "gradebook.db"))
+# data files an assignment folder may carry (kept small: the data sets are generated)
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.npz"]
+c.CourseDirectory.max_file_size = 20_000  # kB
+
+# executing notebooks (autograde / validate): generous for a CPU laptop, finite for a loop
+c.Execute.timeout = int(os.environ.get("WORKSHOP_NBGRADER_TIMEOUT", "300"))
+c.Execute.interrupt_on_timeout = True
+c.Execute.startup_timeout = 120
+c.Execute.allow_errors = True  # noqa - nbgrader needs every test cell run
+
+# learners cannot lose graded cells: deleted test/solution cells come back at autograde
+c.OverwriteCells.add_missing_cells = True
+
+# keep gradebooks and feedback readable when a learner prints a lot
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 60
+c.ClearOutput.enabled = True
+
+# the learner stub of a solution body (nbgrader's default, stated here on purpose)
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.begin_solution_delimeter = "BEGIN SOLUTION"
+c.ClearSolutions.end_solution_delimeter = "END SOLUTION"
+c.ClearSolutions.enforce_metadata = True
+
+# keep the course's kernel (the venv's python3)
+c.GenerateAssignment.create_assignment = True
+c.Autograde.create_student = True
