@@ -158,7 +158,8 @@ def unet_weight_map_tf(instance_labels, w0=10.0, sigma=5.0, class_weights=None):
     ``d1`` is the distance to the nearest foreground pixel; ``d2`` the distance to the nearest
     foreground pixel of *another* instance than that one (which is the second-nearest
     instance's distance, ties included). Memory is ``O((H*W)**2)``: small images only (a
-    48 x 48 map needs ~40 MB). ``w0``, ``sigma``, ``class_weights`` stay Python values.
+    48 x 48 map needs ~40 MB). ``w0``, ``sigma``, ``class_weights`` stay Python values. A
+    compiled graph cannot raise on data: negative ids are not rejected, they count as background.
     Returns a float64 ``(H, W)`` tensor; works under ``tf.function(jit_compile=True)``.
     """
     import tensorflow as tf
