@@ -656,8 +656,10 @@ a = p.parse_args()
 if {fail!r}:
     sys.exit("boom: training diverged")
 out = pathlib.Path(a.out)
-for m in ("classifier", "backbone", "unet", "detector"):
+for m in ("classifier", "backbone", "unet", "detector_rpn", "detector_head"):
     (out / (m + ".weights.h5")).write_bytes(("trained " + m).encode() * 10)
+(out / "unet.best.weights.h5").write_bytes(b"leftover")
+(out / "events.log").write_text("not packed")
 (out / "metrics.json").write_text(json.dumps({{"classifier": {{"val_accuracy": 0.5}}}}))
 '''
 
@@ -684,10 +686,20 @@ def test_script_build(env, tmp_path):
     man = json.loads((ship / ck.MANIFEST_NAME).read_text())
     assert man["archive"]["sha256"] == sha((ship / ck.ARCHIVE_NAME).read_bytes())
     assert sorted(man["members"]) == sorted(
-        [f"{m}.weights.h5" for m in ck.MODELS] + ["metrics.json"])
+        [f"{m}.weights.h5" for m in ("classifier", "backbone", "unet", "detector_rpn",
+                                     "detector_head")] + ["metrics.json"])
     assert man["figures"] == {"classifier": {"val_accuracy": 0.5}}
     assert ck.verify(env.target, manifest=man) == []
     assert (env.target / "unet.weights.h5").read_bytes() == b"trained unet" * 10
+    assert ck.ready_dir() == env.target
+    assert ck.ready_dir(env.target) == env.target
+
+    incomplete = FAKE_TRAINER.format(fail=False).replace('"unet", ', "")
+    (trainers / "incomplete_trainer.py").write_text(incomplete)
+    r = run_script(env, "--build",
+                   extra_env=dict(common, WORKSHOP_TRAIN_MODULE="incomplete_trainer"))
+    assert r.returncode == 1 and "wrote no weights for unet" in r.stderr
+    assert json.loads((ship / ck.MANIFEST_NAME).read_text()) == man
 
 
 # --------------------------------------------------------------------------- optional ImageNet

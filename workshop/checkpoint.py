@@ -37,6 +37,7 @@ Python API for the rest of the course::
 
     from workshop import checkpoint
     checkpoint.path("classifier")        # Path to classifier.weights.h5 (verified)
+    checkpoint.ready_dir()               # the verified directory (e.g. detector_*.weights.h5)
     checkpoint.figures()                 # dict of metrics.json
     checkpoint.verify()                  # [] when the checkpoint is complete and intact
 
@@ -44,7 +45,8 @@ Environment: ``WORKSHOP_CHECKPOINT_DIR`` (unpacked location), ``WORKSHOP_CHECKPO
 ``WORKSHOP_CHECKPOINT_SHA256``, ``WORKSHOP_CHECKPOINT_TIMEOUT`` (seconds, default 30),
 ``WORKSHOP_CHECKPOINT_MANIFEST`` (another shipped manifest; its archive sits beside it),
 ``WORKSHOP_TRAIN_MODULE`` (the trainer ``--build`` runs; default ``workshop.train``),
-``WORKSHOP_TRAIN_DIR`` (where it writes; default ``build/checkpoint-train``).
+``WORKSHOP_TRAIN_DIR`` (where it writes; default ``build/checkpoint-train``),
+``WORKSHOP_TRAIN_ARGS`` (extra trainer arguments, e.g. ``--tiny`` for a smoke test).
 
 Only the standard library is needed (tqdm draws the progress bar when it is installed), so the
 script works before the course's requirements are.
@@ -62,6 +64,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -269,6 +272,12 @@ def _verified_dir(dir=None) -> Path:
                 " no training needed).")
         _VERIFIED[str(d)] = sig
     return d
+
+
+def ready_dir(dir: str | os.PathLike | None = None) -> Path:
+    """The checkpoint directory, verified; raises CheckpointError (telling the user to run
+    ``./download_checkpoint.sh``) when it is missing or damaged. Cheap after the first call."""
+    return _verified_dir(dir)
 
 
 def path(name: str, dir: str | os.PathLike | None = None) -> Path:
@@ -907,8 +916,10 @@ def build(train_dir: str | os.PathLike | None = None, say=_say) -> dict:
     """Retrain everything with ``python -m workshop.train all --out DIR``, pack the archive and
     rewrite the manifest beside it, then install it. Returns the new manifest.
 
-    Contract with the trainer: it writes ``<model>.weights.h5`` or ``<model>.keras`` for each of
-    classifier, backbone, unet, detector and a ``metrics.json`` of figures into DIR.
+    Contract with the trainer (run from the repository root): it writes at least one
+    ``<model>*.weights.h5`` or ``<model>*.keras`` for each of classifier, backbone, unet, detector
+    and a ``metrics.json`` of figures into DIR. Every ``*.weights.h5`` / ``*.keras`` there is
+    packed, except ``*.best.weights.h5`` (ModelCheckpoint leftovers).
     """
     module = os.environ.get("WORKSHOP_TRAIN_MODULE", "workshop.train")
     try:
@@ -923,23 +934,22 @@ def build(train_dir: str | os.PathLike | None = None, say=_say) -> dict:
     out = Path(train_dir) if train_dir else ROOT / "build" / "checkpoint-train"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    cmd = [sys.executable, "-m", module, "all", "--out", str(out)]
+    cmd = [sys.executable, "-m", module, "all", "--out", str(out),
+           *shlex.split(os.environ.get("WORKSHOP_TRAIN_ARGS", ""))]
     say("Training: " + " ".join(cmd))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p))
-    rc = subprocess.run(cmd, env=env, check=False).returncode
+    rc = subprocess.run(cmd, env=env, cwd=ROOT, check=False).returncode
     if rc != 0:
         raise CheckpointError(f"training failed (`{' '.join(cmd)}` exited {rc}); the shipped "
                               "archive and manifest are unchanged")
-    files, missing = [], []
-    for model in MODELS:
-        hits = sorted(out.glob(f"{model}.weights.h5")) + sorted(out.glob(f"{model}.keras"))
-        if not hits:
-            missing.append(model)
-        files += hits
+    files = sorted(p for p in out.iterdir() if p.is_file()
+                   and p.name.endswith((".weights.h5", ".keras"))
+                   and not p.name.endswith(".best.weights.h5"))
+    missing = [m for m in MODELS if not any(f.name.startswith(m) for f in files)]
     if missing:
         raise CheckpointError(f"training finished but wrote no weights for {', '.join(missing)}"
-                              f" in {out} (expected <model>.weights.h5 or <model>.keras)")
+                              f" in {out} (expected <model>*.weights.h5 or <model>*.keras)")
     metrics = out / METRICS
     if not metrics.is_file():
         raise CheckpointError(f"training finished but wrote no {metrics}")
