@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 checkpoint: setup
-	@if [ -x ./download_checkpoint.sh ]; then PATH="$(abspath $(BIN)):$$PATH" ./download_checkpoint.sh; fi
+	PYTHON=$(BIN)/python ./download_checkpoint.sh --if-available
 
 lab: checkpoint
 	$(BIN)/jupyter lab --no-browser --ip=$(IP) --port=$(PORT) --ServerApp.root_dir=notebooks

@@ -237,7 +237,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def load_detector(directory=None, config: DetectorConfig | None = None) -> TwoStageDetector:
     """The trained detector from the course checkpoint (``./download_checkpoint.sh``)."""
     if directory is None:
-        from ..checkpoint import checkpoint_dir
+        from ..checkpoint import ready_dir
 
-        directory = checkpoint_dir()
+        directory = ready_dir()
     return TwoStageDetector(config).load(directory)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .detector import DetectorConfig, TwoStageDetector
+from .detector import TwoStageDetector
 
 MAX_GT = 16   # ground-truth boxes per image, padded with -1 rows
 
