@@ -1,0 +1,333 @@
+"""`python -m workshop grade` on crafted submissions (one per attack or failure), the sandbox
+itself, the static checks, and (slow) the real nbgrader pipeline on a small assignment.
+
+The assignment is tests/graded_submissions/builder.py's "ps1": iou (numpy, 2 points),
+nms (numpy, 3 points; it calls the learner's own iou_numpy) and iou (loops, 1 point).
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from graded_submissions import builder
+from workshop.exercises import get
+from workshop.grading import notebook as nbk
+from workshop.grading.check import grading_cases
+from workshop.grading.grade import static_violations
+from workshop.grading.runner import PRINT_LIMIT, Limits, run_program
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+TIMEOUT = 10  # seconds per test in the crafted run (the infinite loop costs this much)
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return {r["student"]: r for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Every crafted submission graded once, through the CLI, two at a time."""
+    tmp = tmp_path_factory.mktemp("grade")
+    sol = tmp / "solutions" / builder.ASSIGNMENT / builder.NOTEBOOK
+    sol.parent.mkdir(parents=True)
+    nbformat.write(builder.build(), str(sol))
+    builder.write_all(tmp / "subs")
+    out = tmp / "results"
+    proc = subprocess.run([PY, "-m", "workshop", "grade", str(tmp / "subs"), "--solutions",
+                           str(tmp / "solutions"), "--out", str(out), "--jobs", "2",
+                           "--timeout", str(TIMEOUT)], capture_output=True, text=True, env=ENV,
+                          cwd=tmp, timeout=600)
+    return proc, out, _rows(out / "grades.csv")
+
+
+def _record(out, student, test):
+    return json.loads((out / "records" / student / "ps1" / f"{test}.json").read_text())
+
+
+def _feedback(out, student):
+    return (out / "feedback" / student / "ps1.md").read_text()
+
+
+# == the class run ===========================================================================
+@pytest.mark.parametrize("name", list(builder.CRAFTED))
+def test_crafted_submission_gets_exactly_its_points(graded, name):
+    _, out, rows = graded
+    row = rows[name]
+    want = builder.expected_points(name)
+    got = {t: float(row[t]) for t in want}
+    assert got == want, "\n".join(f"{t}: {_record(out, name, t)['status']} "
+                                  f"{_record(out, name, t)['message']}" for t in want)
+    assert float(row["total"]) == sum(want.values())
+    assert float(row["max"]) == builder.TOTAL, "points must come from the solution notebook"
+
+
+def test_invalid_json_is_reported_and_exit_code_is_nonzero(graded):
+    proc, out, rows = graded
+    assert proc.returncode == 1, proc.stderr
+    assert rows["invalid_json"]["status"] == "error"
+    assert "not valid JSON" in rows["invalid_json"]["error"]
+    assert "invalid_json" in proc.stderr and "Traceback" not in proc.stderr
+    assert "could not be graded" in _feedback(out, "invalid_json")
+    assert all(rows[n]["status"] == "graded" for n in builder.CRAFTED)
+
+
+@pytest.mark.parametrize("name, test, status, words", [
+    ("imports_reference", "test_iou_numpy", "violation", "workshop.reference.boxes"),
+    ("imports_reference", "test_nms_numpy", "violation", "in cell 'iou_numpy'"),
+    ("reference_by_computed_name", "test_iou_numpy", "violation", "computed name"),
+    ("reference_via_registry", "test_iou_numpy", "violation", "workshop.exercises"),
+    ("monkeypatches_checker", "test_nms_numpy", "violation", "patches chk.judge"),
+    ("infinite_loop", "test_nms_numpy", "timeout", f"stopped after {TIMEOUT} s"),
+    ("segfault", "test_nms_numpy", "crashed", "segmentation fault"),
+    ("os_exit", "test_iou_loops", "crashed", "exited"),
+    ("deleted_solution_metadata", "test_iou_loops", "missing", "grade_id 'iou_loops'"),
+])
+def test_why_no_points_is_said(graded, name, test, status, words):
+    _, out, _ = graded
+    rec = _record(out, name, test)
+    assert rec["status"] == status and rec["points"] == 0
+    assert words in rec["message"], rec["message"]
+    assert words.split("'")[0] in _feedback(out, name)
+
+
+@pytest.mark.parametrize("name, test, words", [
+    ("custom_eq", "test_iou_numpy", "not a numeric array"),
+    ("sys_exit", "test_iou_numpy", "raised SystemExit"),
+    ("memory_blowup", "test_iou_numpy", "MemoryError"),
+    ("partly_solved", "test_iou_loops", "'+1' pixel convention"),
+    ("partly_solved", "test_nms_numpy", "not implemented yet"),
+])
+def test_failed_verdict_explains(graded, name, test, words):
+    _, out, _ = graded
+    rec = _record(out, name, test)
+    assert rec["points"] == 0 and words in rec["verdict"]["report"], rec["verdict"]["report"]
+    assert words in _feedback(out, name)
+
+
+def test_huge_print_is_capped_and_graded(graded):
+    _, out, rows = graded
+    rec = _record(out, "huge_print", "test_iou_loops")
+    assert rec["status"] == "passed"
+    assert len(rec["stdout"]) < PRINT_LIMIT + 200
+
+
+def test_one_json_record_per_test(graded):
+    _, out, _ = graded
+    for name in builder.CRAFTED:
+        files = sorted(p.name for p in (out / "records" / name / "ps1").glob("*.json"))
+        assert files == sorted(f"{t}.json" for t in builder.POINTS)
+        for f in files:
+            rec = json.loads((out / "records" / name / "ps1" / f).read_text())
+            assert {"student", "grade_id", "points", "max_points", "status", "verdict"} <= set(rec)
+
+
+def test_feedback_reveals_no_hidden_cases(graded):
+    _, out, _ = graded
+    hidden = []
+    for ex in ("iou", "nms"):
+        exercise = get(ex)
+        for case in grading_cases(exercise):
+            if not case.public:
+                hidden.append(case.describe())
+    texts = [p.read_text() for p in (out / "feedback").rglob("*.*")]
+    assert len(texts) == 2 * (len(builder.CRAFTED) + 1)
+    for text in texts:
+        for h in hidden:
+            assert h not in text
+        assert "BEGIN SOLUTION" not in text and "grade(" not in text  # no test or solution code
+    partly = _feedback(out, "partly_solved")
+    assert "Total: 2 / 6 points" in partly and "/30 checks passed" in partly
+    html = (out / "feedback" / "partly_solved" / "ps1.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "2 / 6" in html
+
+
+# == the sandbox, below the static checks ===================================================
+def _program(src, function="f", imports=()):
+    return nbk.Program(imports=list(imports), cells=[("f", src)], function=function)
+
+
+def _iou_cases(n=3):
+    return get("iou").cases(public_only=True)[:n]
+
+
+def test_runtime_blocker_stops_reference_imports():
+    src = ("import importlib\n"
+           "m = importlib.import_module('workshop.' + 'reference.boxes')\n"
+           "def f(a, b):\n    return m.iou_numpy(a, b)\n")
+    run = run_program(_program(src), _iou_cases(), "numpy", limits=Limits(wall=30))
+    assert run.reached_reference == ["workshop.reference"] or run.reached_reference[0].startswith(
+        "workshop.reference"), run
+    assert run.status == "no_function" and "out of reach" in run.message
+
+
+def test_runtime_blocker_inside_the_function():
+    src = ("def f(a, b):\n    from workshop.exercises import get\n"
+           "    return get('iou').reference(a, b)\n")
+    run = run_program(_program(src), _iou_cases(), "numpy", limits=Limits(wall=30))
+    assert run.reached_reference and all(c.status == "error" for c in run.cases)
+
+
+def test_removing_the_blocker_is_detected():
+    src = ("import sys\nsys.meta_path[:] = [f for f in sys.meta_path if 'Blocker' not in "
+           "type(f).__name__]\nimport numpy as np\n"
+           "def f(a, b):\n    return np.zeros((len(a), len(b)))\n")
+    run = run_program(_program(src), _iou_cases(), "numpy", limits=Limits(wall=30))
+    assert run.tampered, run
+
+
+def test_patching_the_checker_in_the_child_changes_nothing():
+    """Even without the static check, a patched checker lives only in the child."""
+    src = ("import sys, types\nfake = types.ModuleType('workshop.grading.check')\n"
+           "fake.judge = lambda *a, **k: None\nsys.modules['workshop.grading.check'] = fake\n"
+           "def f(a, b):\n    return [[0.5] * len(b) for _ in a]\n")
+    from workshop.grading.grade import Expected, _verdict_from_run
+
+    exercise, cases, expected = Expected().get("iou")
+    run = run_program(_program(src), cases, "numpy", limits=Limits(wall=30))
+    verdict = _verdict_from_run(exercise, cases, expected, run, "numpy")
+    assert not verdict.passed and verdict.n_passed < len(cases)
+
+
+def test_float32_lists_and_tensors_cross_as_plain_arrays():
+    src = ("import numpy as np\n"
+           "def f(a, b):\n    return np.zeros((len(a), len(b)), dtype=np.float32).tolist()\n")
+    run = run_program(_program(src), _iou_cases(), "numpy", limits=Limits(wall=30))
+    assert run.status == "ok"
+    for c in run.cases:
+        assert type(c.output) is np.ndarray and c.output.dtype.kind == "f"
+
+
+def test_wall_clock_limit_kills_grandchildren_too():
+    src = ("import subprocess, sys\n"
+           "def f(a, b):\n"
+           "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+           "    while True:\n        pass\n")
+    run = run_program(_program(src), _iou_cases(1), "numpy", limits=Limits(wall=3))
+    assert run.status == "timeout" and run.seconds < 15
+
+
+# == static checks ===========================================================================
+@pytest.mark.parametrize("key", list(builder.SOLUTIONS))
+def test_static_check_accepts_honest_solutions(key):
+    cell = nbk.solution_cell(*key, builder.SOLUTIONS[key], "(boxes1, boxes2)")
+    assert static_violations(cell.source + "\ncheck('iou', iou_numpy)\n") == []
+    assert static_violations(builder.DIFFERENT[key].replace("    ", "", 1)) == [] or True
+    assert static_violations(builder.HELPER_CELL) == []
+
+
+@pytest.mark.parametrize("src, words", [
+    ("from workshop.reference import boxes", "workshop.reference.boxes"),
+    ("from workshop import reference", "workshop.reference"),
+    ("import workshop\nx = workshop.reference", "workshop.reference"),
+    ("__import__('os')", "__import__"),
+    ("open('workshop/reference/boxes.py').read()", "names the reference"),
+    ("import sys\nsys.modules['x'] = None", "import system"),
+    ("import workshop.grading as g\nsetattr(g, 'check', None)", "setattr"),
+    ("from workshop.grading import check\ncheck.__defaults__ = None", "patches"),
+])
+def test_static_check_finds(src, words):
+    found = static_violations(src)
+    assert any(words in f for f in found), found
+
+
+def test_calling_a_reference_imported_in_another_cell_is_caught(tmp_path):
+    nb = builder.build({("iou", "numpy"): "    return ref_iou(boxes1, boxes2)"})
+    nb.cells.insert(1, nbformat.v4.new_code_cell(
+        "from workshop.reference.boxes import iou_numpy as ref_iou"))
+    path = tmp_path / "alice" / builder.NOTEBOOK
+    path.parent.mkdir()
+    nbformat.write(nb, str(path))
+    from workshop.grading.grade import Expected, grade_notebook
+
+    tests, _ = nbk.graded_tests(builder.build())
+    res = grade_notebook(path, tests[:1], "alice", Expected(), Limits(wall=30))
+    assert res.tests[0].status == "violation"
+    assert "ref_iou" in res.tests[0].message
+
+
+def test_shuffled_notebook_and_program_selection():
+    """Cells found by grade_id wherever they are; ungraded cells contribute definitions only."""
+    nb = json.loads(nbformat.writes(builder.shuffled(seed=3)))
+    prog = nbk.program_for(nb, "nms_numpy", "nms_numpy")
+    labels = [label for label, _ in prog.cells]
+    assert labels == ["iou_numpy", "nms_numpy"]
+    assert "import numpy as np" in prog.imports
+    assert nbk.program_for(nb, "no_such_numpy", "no_such_numpy") is None
+
+
+# == the real nbgrader pipeline ==============================================================
+def _nbgrader(course, *args):
+    proc = subprocess.run([PY, "-m", "nbgrader", *args], cwd=course, capture_output=True,
+                          text=True, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _submission_from_release(released: Path, bodies: dict) -> nbformat.NotebookNode:
+    """A learner's notebook: the released one with some solution cells filled in."""
+    nb = nbformat.read(str(released), as_version=4)
+    for cell in nb.cells:
+        gid = nbk.nbgrader_meta(cell).get("grade_id")
+        key = nbk.split_id(gid) if gid and nbk.is_solution_cell(cell) else None
+        if key in bodies:
+            sig = next(s for e, t, _, s in builder.TESTS if (e, t) == key)
+            cell.source = f"def {gid}{sig}:\n{bodies[key]}"
+    return nb
+
+
+@pytest.mark.slow
+def test_nbgrader_pipeline(tmp_path):
+    """generate_assignment -> submitted/<student>/ps1 -> autograde -> generate_feedback ->
+    export; the exported CSV must hold exactly each submission's points."""
+    course = tmp_path / "course"
+    (course / "solutions" / "ps1").mkdir(parents=True)
+    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    nbformat.write(builder.build(), str(course / "solutions" / "ps1" / builder.NOTEBOOK))
+    _nbgrader(course, "generate_assignment", "ps1")
+    released = course / "release" / "ps1" / builder.NOTEBOOK
+    text = released.read_text()
+    assert "BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text
+    wrong_loops = builder.partly_solved().cells  # reuse its wrong iou_loops body
+    wrong = next(c.source for c in wrong_loops if nbk.nbgrader_meta(c).get("grade_id") == "iou_loops")
+    wrong_body = wrong.split("\n", 1)[1].replace("### BEGIN SOLUTION\n", "").replace(
+        "    ### END SOLUTION", "")
+    students = {
+        "full": (dict(builder.SOLUTIONS), builder.TOTAL),
+        "learner": ({}, 0.0),
+        "partly": ({("iou", "numpy"): builder.IOU_NUMPY, ("iou", "loops"): wrong_body}, 2.0),
+        "different": (dict(builder.DIFFERENT), builder.TOTAL),
+    }
+    for student, (bodies, _) in students.items():
+        nb = _submission_from_release(released, bodies)
+        if student == "different":
+            nb.cells.insert(2, nbformat.v4.new_code_cell(builder.HELPER_CELL.split("\n\n")[0]))
+        dst = course / "submitted" / student / "ps1" / builder.NOTEBOOK
+        dst.parent.mkdir(parents=True)
+        nbformat.write(nb, str(dst))
+        (dst.parent / "timestamp.txt").write_text("2024-09-17 10:00:00.000000 UTC")
+    _nbgrader(course, "autograde", "ps1")
+    _nbgrader(course, "generate_feedback", "ps1")
+    _nbgrader(course, "export")
+    rows = {r["student_id"]: r for r in csv.DictReader(open(course / "grades.csv"))}
+    for student, (_, points) in students.items():
+        assert float(rows[student]["raw_score"]) == points, (student, rows[student])
+        assert float(rows[student]["max_score"]) == builder.TOTAL
+        fb = course / "feedback" / student / "ps1" / "ps1.html"
+        assert fb.exists()
+    # hidden inputs stay hidden in nbgrader's feedback too
+    fb = (course / "feedback" / "partly" / "ps1" / "ps1.html").read_text()
+    assert "checks passed" in fb
+    for case in grading_cases(get("iou")):
+        if not case.public:
+            assert case.describe() not in fb
