@@ -121,7 +121,7 @@ def train_unet(out: Path, s: Settings, seed: int, logs: Path | None, verbose: in
 
     from .data.synthetic import NUM_CLASSES, make_detection_dataset
     from .models.unet import build_unet
-    from .reference.segmentation import confusion_matrix_numpy
+    from .reference.segmentation import confusion_matrix_numpy, segmentation_metrics_numpy
 
     train = make_detection_dataset(s.n_train, SEEDS["train"] + seed, UNET_SIZE)
     val = make_detection_dataset(s.n_val, SEEDS["val"] + seed, UNET_SIZE)
@@ -135,12 +135,10 @@ def train_unet(out: Path, s: Settings, seed: int, logs: Path | None, verbose: in
               batch_size=s.batch_size, verbose=verbose, callbacks=_callbacks("unet", out, logs, s.patience))
     pred = np.argmax(model.predict(_images(test.images), batch_size=s.batch_size, verbose=0), axis=-1)
     cm = confusion_matrix_numpy(test.semantic_masks.reshape(-1), pred.reshape(-1), k)
-    inter = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - inter
-    per_class = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    accuracy, per_class, _, mean_iou = segmentation_metrics_numpy(cm)
     model.save_weights(out / "unet.weights.h5")
-    return {"mean_iou": float(np.nanmean(per_class)), "per_class_iou": [float(v) for v in per_class],
-            "pixel_accuracy": float(inter.sum() / cm.sum()), "n_test": s.n_test}
+    return {"mean_iou": mean_iou, "per_class_iou": [float(v) for v in per_class],
+            "pixel_accuracy": accuracy, "n_test": s.n_test}
 
 
 def evaluate_detector(detector, dataset, batch_size: int = 16) -> dict:

@@ -150,7 +150,7 @@ def build_training_model(detector: TwoStageDetector, seed: int = 0):
         def call(self, images, training=False):
             return self.rpn(images, training=training)
 
-        def _losses(self, images, gt_boxes, gt_classes, training):
+        def _stage_losses(self, images, gt_boxes, gt_classes, training):
             features, objectness, deltas = self.rpn(images, training=training)
             shape = tf.shape(images)[1:3]
             outs = tf.numpy_function(
@@ -194,7 +194,7 @@ def build_training_model(detector: TwoStageDetector, seed: int = 0):
         def train_step(self, data):
             images, (gt_boxes, gt_classes) = data
             with tf.GradientTape() as tape:
-                l_rpn, cls_loss, box_loss, acc = self._losses(images, gt_boxes, gt_classes, True)
+                l_rpn, cls_loss, box_loss, acc = self._stage_losses(images, gt_boxes, gt_classes, True)
                 total = l_rpn + cls_loss + box_loss
             variables = self.rpn.trainable_variables + self.head.trainable_variables
             grads = tape.gradient(total, variables)
@@ -203,6 +203,6 @@ def build_training_model(detector: TwoStageDetector, seed: int = 0):
 
         def test_step(self, data):
             images, (gt_boxes, gt_classes) = data
-            return self._record(*self._losses(images, gt_boxes, gt_classes, False))
+            return self._record(*self._stage_losses(images, gt_boxes, gt_classes, False))
 
     return DetectorTrainer()
