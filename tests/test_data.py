@@ -8,10 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workshop.data import (CLASS_NAMES, NUM_CLASSES, load_photos, make_classification_set,
-                           make_detection_dataset, make_scene)
+from workshop.data import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    load_photos,
+    make_classification_set,
+    make_detection_dataset,
+    make_scene,
+    synthetic,
+)
 from workshop.data import photos as photos_mod
-from workshop.data import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,16 +119,16 @@ def test_occlusion_is_partial_not_total():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(rng_or_seed=-1), "seed"),
-    (dict(rng_or_seed="a"), "seed"),
-    (dict(rng_or_seed=0, image_size=4), "image_size"),
-    (dict(rng_or_seed=0, image_size=(10, 20, 30)), "image_size"),
-    (dict(rng_or_seed=0, image_size=64, max_size=64), "max_size"),
-    (dict(rng_or_seed=0, min_size=30, max_size=20), "min_size"),
-    (dict(rng_or_seed=0, classes=[0]), "classes"),
-    (dict(rng_or_seed=0, classes=[NUM_CLASSES + 1]), "classes"),
-    (dict(rng_or_seed=0, max_occlusion=1.0), "max_occlusion"),
-    (dict(rng_or_seed=0, min_objects=3, max_objects=2), "min_objects"),
+    ({"rng_or_seed": -1}, "seed"),
+    ({"rng_or_seed": "a"}, "seed"),
+    ({"rng_or_seed": 0, "image_size": 4}, "image_size"),
+    ({"rng_or_seed": 0, "image_size": (10, 20, 30)}, "image_size"),
+    ({"rng_or_seed": 0, "image_size": 64, "max_size": 64}, "max_size"),
+    ({"rng_or_seed": 0, "min_size": 30, "max_size": 20}, "min_size"),
+    ({"rng_or_seed": 0, "classes": [0]}, "classes"),
+    ({"rng_or_seed": 0, "classes": [NUM_CLASSES + 1]}, "classes"),
+    ({"rng_or_seed": 0, "max_occlusion": 1.0}, "max_occlusion"),
+    ({"rng_or_seed": 0, "min_objects": 3, "max_objects": 2}, "min_objects"),
 ])
 def test_scene_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -180,8 +186,8 @@ def test_train_and_test_digits_are_disjoint():
     assert not np.array_equal(a.images, b.images)
 
 
-@pytest.mark.parametrize("kwargs", [dict(task="digits"), dict(n=-1), dict(size=8),
-                                    dict(split="val"), dict(seed=-1)])
+@pytest.mark.parametrize("kwargs", [{"task": "digits"}, {"n": -1}, {"size": 8},
+                                    {"split": "val"}, {"seed": -1}])
 def test_classification_bad_input(kwargs):
     with pytest.raises(ValueError):
         make_classification_set(**kwargs)

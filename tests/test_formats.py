@@ -5,8 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from workshop.data.formats import (read_coco, read_voc, read_voc_folder, records_to_coco,
-                                   voc_to_xml, write_coco, write_voc)
+from workshop.data.formats import (
+    read_coco,
+    read_voc,
+    read_voc_folder,
+    records_to_coco,
+    voc_to_xml,
+    write_coco,
+    write_voc,
+)
 
 
 def _coco():

@@ -2,13 +2,17 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-from workshop.data import make_detection_dataset  # noqa: E402
-from workshop.data.pipeline import (augment_example, detection_pipeline,  # noqa: E402
-                                    flip_boxes_horizontally, scenes_pipeline,
-                                    tight_boxes_from_masks, unpad)
+from workshop.data import make_detection_dataset
+from workshop.data.pipeline import (
+    augment_example,
+    detection_pipeline,
+    flip_boxes_horizontally,
+    scenes_pipeline,
+    tight_boxes_from_masks,
+    unpad,
+)
 
 
 def _example(h=40, w=50, rects=((5, 8, 15, 20), (30, 2, 44, 30)), classes=(1, 2)):

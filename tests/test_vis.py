@@ -4,13 +4,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.patches import Rectangle
 
-from workshop import vis  # noqa: E402
-from workshop.data import CLASS_NAMES, make_scene  # noqa: E402
+from workshop import vis
+from workshop.data import CLASS_NAMES, make_scene
 
 
 def _rects(ax):

@@ -9,7 +9,7 @@ images with ``extent=(0, W, H, 0)`` and a box's edges land on pixel borders.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def draw_boxes(image, boxes, classes=None, scores=None, class_names: Sequence[st
             parts.append(f"{sc[i]:.2f}")
         if parts:
             ax.text(x1, y1, " ".join(parts), fontsize=7, color="white", va="bottom", ha="left",
-                    bbox=dict(facecolor=c, edgecolor="none", pad=1, alpha=0.8), clip_on=True)
+                    bbox={"facecolor": c, "edgecolor": "none", "pad": 1, "alpha": 0.8}, clip_on=True)
     return ax
 
 

@@ -11,17 +11,45 @@ Boxes everywhere are float ``(N, 4)`` xyxy in continuous pixel coordinates (see
 :mod:`workshop.conventions`). Importing this package does not import TensorFlow.
 """
 
-from workshop.data.formats import (read_coco, read_voc, records_to_coco, voc_to_xml, write_coco,
-                                   write_voc)
+from workshop.data.formats import (
+    read_coco,
+    read_voc,
+    read_voc_folder,
+    records_to_coco,
+    voc_to_xml,
+    write_coco,
+    write_voc,
+)
 from workshop.data.photos import load_photos
-from workshop.data.synthetic import (CLASS_NAMES, NUM_CLASSES, ClassificationSet, DetectionDataset,
-                                     Scene, make_classification_set, make_detection_dataset,
-                                     make_scene)
+from workshop.data.synthetic import (
+    CLASS_NAMES,
+    NUM_CLASSES,
+    ClassificationSet,
+    DetectionDataset,
+    Scene,
+    make_classification_set,
+    make_detection_dataset,
+    make_scene,
+)
 
 __all__ = [
-    "CLASS_NAMES", "NUM_CLASSES", "Scene", "DetectionDataset", "ClassificationSet", "make_scene",
-    "make_detection_dataset", "make_classification_set", "load_photos", "read_coco", "write_coco",
-    "records_to_coco", "read_voc", "write_voc", "voc_to_xml", "pipeline",
+    "CLASS_NAMES",
+    "NUM_CLASSES",
+    "ClassificationSet",
+    "DetectionDataset",
+    "Scene",
+    "load_photos",
+    "make_classification_set",
+    "make_detection_dataset",
+    "make_scene",
+    "pipeline",
+    "read_coco",
+    "read_voc",
+    "read_voc_folder",
+    "records_to_coco",
+    "voc_to_xml",
+    "write_coco",
+    "write_voc",
 ]
 
 

@@ -33,8 +33,9 @@ import json
 import math
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def _load_json(source) -> dict:
 
 def _require(obj: Any, key: str, where: str, kind=None):
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 (ValueError by convention)
     if key not in obj:
         raise ValueError(f"{where}: missing key {key!r}")
     value = obj[key]
@@ -88,7 +89,7 @@ def read_coco(source) -> tuple[list[dict], list[dict]]:
     """
     data = _load_json(source)
     if not isinstance(data, dict):
-        raise ValueError(f"COCO: expected a JSON object at the top level, got {type(data).__name__}")
+        raise ValueError(f"COCO: expected a JSON object at the top level, got {type(data).__name__}")  # noqa: TRY004
     images = _require(data, "images", "COCO", list)
     anns = _require(data, "annotations", "COCO", list)
     cats = _require(data, "categories", "COCO", list)
@@ -180,7 +181,7 @@ def records_to_coco(records: Sequence[dict], categories: Sequence[dict]) -> dict
     for i, rec in enumerate(records):
         where = f"records[{i}]"
         if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a dict, got {type(rec).__name__}")
+            raise ValueError(f"{where}: expected a dict, got {type(rec).__name__}")  # noqa: TRY004
         boxes = as_boxes(_require(rec, "boxes", where), name=f"{where}['boxes']")
         n = len(boxes)
         if "category_ids" in rec:
@@ -352,7 +353,7 @@ def voc_to_xml(record: dict, class_names: Sequence[str] | None = None) -> str:
     Coordinates are written as ``xmin = x1 + 1``, ``xmax = x2`` (integers when integral).
     """
     if not isinstance(record, dict):
-        raise ValueError(f"expected a record dict, got {type(record).__name__}")
+        raise ValueError(f"expected a record dict, got {type(record).__name__}")  # noqa: TRY004
     boxes = as_boxes(_require(record, "boxes", "record"), name="record['boxes']")
     n = len(boxes)
     if "names" in record:

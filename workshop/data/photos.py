@@ -9,9 +9,9 @@ The photographs are scikit-image's sample images (public domain / CC0; sources a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -31,7 +31,7 @@ rows of each image are real. :func:`unpad` turns a batch back into per-image num
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf

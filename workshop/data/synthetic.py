@@ -30,8 +30,8 @@ coloured, moved and scaled), ``"shapes"`` = the five shape classes. Labels are `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
