@@ -4,9 +4,14 @@ Conv2DTranspose, TensorFlow's accepted output sizes, the lecture's example and i
 import numpy as np
 import pytest
 
-from workshop.reference.transpose_conv import (conv2d_transpose_builtin, conv2d_transpose_loops,
-                                               conv2d_transpose_numpy, conv2d_transpose_output_size,
-                                               conv2d_transpose_tf, conv_matrix)
+from workshop.reference.transpose_conv import (
+    conv2d_transpose_builtin,
+    conv2d_transpose_loops,
+    conv2d_transpose_numpy,
+    conv2d_transpose_output_size,
+    conv2d_transpose_tf,
+    conv_matrix,
+)
 
 TIERS = [conv2d_transpose_loops, conv2d_transpose_numpy, conv2d_transpose_tf]
 TIER_IDS = ["loops", "numpy", "tf"]

@@ -1,10 +1,18 @@
 """The UNet builder (sizes, layers, skips), its in-graph pixel-weighted loss and one training step."""
 
+import itertools
+
 import numpy as np
 import pytest
 
-from workshop.models.unet import (build_unet, build_weighted_unet, center_crop, nearest_valid_sizes,
-                                  pixel_weighted_cross_entropy, unet_output_size)
+from workshop.models.unet import (
+    build_unet,
+    build_weighted_unet,
+    center_crop,
+    nearest_valid_sizes,
+    pixel_weighted_cross_entropy,
+    unet_output_size,
+)
 
 
 def _layer(model, name):
@@ -57,7 +65,7 @@ def test_unknown_sizes_with_same_padding():
 def test_valid_sizes_agree_with_the_built_model(depth):
     """unet_output_size says which sizes build and what comes out; the model computes it."""
     sizes = [n for n in range(1, 70) if unet_output_size(n, depth, "valid")]
-    assert sizes and all(b - a == 2 ** depth for a, b in zip(sizes, sizes[1:]))
+    assert sizes and all(b - a == 2 ** depth for a, b in itertools.pairwise(sizes))
     h, w = sizes[0], sizes[2]
     model = build_unet((h, w, 1), 3, depth=depth, base_filters=2, padding="valid")
     out = model(np.zeros((1, h, w, 1), np.float32))

@@ -29,7 +29,7 @@ Importing this module imports nothing heavy; Keras loads when a model is built.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

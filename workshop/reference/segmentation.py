@@ -35,10 +35,18 @@ import math
 
 import numpy as np
 
-__all__ = ["unet_weight_map_loops", "unet_weight_map_numpy", "unet_weight_map_tf",
-           "confusion_matrix_loops", "confusion_matrix_numpy", "confusion_matrix_tf",
-           "segmentation_metrics_loops", "segmentation_metrics_numpy", "segmentation_metrics_tf",
-           "pixel_weighted_cross_entropy_numpy"]
+__all__ = [
+    "confusion_matrix_loops",
+    "confusion_matrix_numpy",
+    "confusion_matrix_tf",
+    "pixel_weighted_cross_entropy_numpy",
+    "segmentation_metrics_loops",
+    "segmentation_metrics_numpy",
+    "segmentation_metrics_tf",
+    "unet_weight_map_loops",
+    "unet_weight_map_numpy",
+    "unet_weight_map_tf",
+]
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -46,9 +54,8 @@ def _int_array(a, name: str, what: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype == bool or arr.dtype.kind not in "iuf":
         raise ValueError(f"{name}: expected {what} (integers), got dtype {arr.dtype}")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name}: expected {what} (integers), got non-integer values")
+    if arr.dtype.kind == "f" and not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+        raise ValueError(f"{name}: expected {what} (integers), got non-integer values")
     return arr.astype(np.int64)
 
 

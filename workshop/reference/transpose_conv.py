@@ -34,12 +34,18 @@ has no default. Rows of an explicit VALID ``Ho`` beyond ``full`` are zeros.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["conv2d_transpose_loops", "conv2d_transpose_numpy", "conv2d_transpose_tf",
-           "conv2d_transpose_output_size", "conv_matrix", "conv2d_transpose_builtin"]
+__all__ = [
+    "conv2d_transpose_builtin",
+    "conv2d_transpose_loops",
+    "conv2d_transpose_numpy",
+    "conv2d_transpose_output_size",
+    "conv2d_transpose_tf",
+    "conv_matrix",
+]
 
 
 # -- shared geometry -------------------------------------------------------------------------
@@ -92,8 +98,8 @@ def _out_hw(output_shape, batched: bool, batch: int, c_out: int) -> tuple[int, i
         return shape
     full = (batch, None, None, c_out) if batched else (None, None, c_out)
     if len(shape) != len(full) or any(f is not None and f != s for f, s in zip(full, shape)):
-        want = "(B, Ho, Wo, C_out) = ({}, Ho, Wo, {})".format(batch, c_out) if batched else \
-            "(Ho, Wo, C_out) = (Ho, Wo, {})".format(c_out)
+        want = f"(B, Ho, Wo, C_out) = ({batch}, Ho, Wo, {c_out})" if batched else \
+            f"(Ho, Wo, C_out) = (Ho, Wo, {c_out})"
         raise ValueError(f"output_shape: expected (Ho, Wo) or {want}, got {shape}")
     return shape[-3], shape[-2]
 
