@@ -138,9 +138,11 @@ def hidden_problem(problem: str) -> str:
 def _short(value: Any) -> str:
     from ..exercises.spec import _short as short, _to_array
 
+    if isinstance(value, tuple):  # several outputs, possibly of different shapes
+        return "(" + ", ".join(_short(v) for v in value) + ")"
     try:
         return short(_to_array(value))
-    except TypeError:
+    except (TypeError, ValueError):
         return short(value)
 
 
