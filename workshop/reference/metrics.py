@@ -4,7 +4,7 @@
   curve, three ways ("voc07", "voc", "coco").
 * :func:`match_detections_loops` / ``_numpy`` / ``_tf``: greedy COCO-style matching of one
   image's detections to its ground truths at one IoU threshold -> per-detection TP flags.
-* :func:`detection_map_loops` / ``_numpy``: per-class AP and mAP over a set of images at one
+* :func:`detection_ap_loops` / ``_numpy``: per-class AP and mAP (``detection_map_*``: the mAP) over a set of images at one
   IoU threshold (COCO matching, 101-point AP).
 * :func:`instance_map_loops` / ``_numpy`` / ``_tf``: the Data Science Bowl 2018 "mAP of IoU"
   of two instance label images.
@@ -133,8 +133,15 @@ def average_precision_tf(recall, precision, method: str = "coco"):
     r = tf.cast(tf.reshape(recall, [-1]), tf.float64)
     p = tf.cast(tf.reshape(precision, [-1]), tf.float64)
     if method == "voc":
-        # envelope: max over p[i:], a reverse running maximum
-        env = tf.scan(tf.maximum, p, initializer=tf.constant(0.0, tf.float64), reverse=True)
+        # envelope: max over p[i:], by doubling (log2 N steps of a shifted maximum; XLA
+        # compiles this loop, unlike tf.scan's dynamic TensorArray)
+        n = tf.shape(p)[0]
+        idx = tf.range(n)
+
+        def step(shift, env):
+            return shift * 2, tf.maximum(env, tf.gather(env, tf.minimum(idx + shift, n - 1)))
+
+        _, env = tf.while_loop(lambda shift, env: shift < n, step, (tf.constant(1), p))
         prev = tf.concat([tf.zeros([1], tf.float64), r[:-1]], axis=0)
         return tf.reduce_sum((r - prev) * env)
     thresholds = tf.constant(VOC07_THRESHOLDS if method == "voc07" else COCO_RECALL_THRESHOLDS,
@@ -262,25 +269,24 @@ def match_detections_tf(gt_boxes, det_boxes, det_scores, iou_threshold: float = 
     area_g = (g[..., 2] - g[..., 0]) * (g[..., 3] - g[..., 1])
     union = area_d + area_g - inter
     ious = tf.where(inter > 0, inter / tf.where(inter > 0, union, tf.ones_like(union)), tf.zeros_like(inter))
-    reversed_index = tf.range(n_gt - 1, -1, -1)
+    sentinel = -tf.ones([1], tf.float64)       # keeps argmax off an empty axis (no ground truth)
+    ious_padded = tf.concat([ious, tf.zeros_like(gts[None, :, 0])], axis=0)   # a row even when D = 0
+    gt_index = tf.cumsum(tf.ones_like(gts[:, 0], tf.int32)) - 1    # range with a static shape
 
     def body(k, free, tp_sorted):
-        row = ious[k]
-        cand = tf.where(free & (row >= t), row, -tf.ones_like(row))
-        g_rev = tf.argmax(tf.gather(cand, reversed_index), output_type=tf.int32)
-        g_idx = n_gt - 1 - g_rev
-        hit = tf.gather(cand, g_idx) >= 0
-        free = tf.where(hit & tf.equal(tf.range(n_gt), g_idx), False, free)
+        row = ious_padded[k]
+        cand = tf.concat([sentinel, tf.where(free & (row >= t), row, -tf.ones_like(row))], axis=0)
+        last = n_gt - tf.argmax(tf.reverse(cand, [0]), output_type=tf.int32)   # last of equal maxima
+        hit = tf.gather(cand, last) >= 0
+        free = free & ~(hit & tf.equal(gt_index, last - 1))
         tp_sorted = tf.tensor_scatter_nd_update(tp_sorted, [[k]], tf.reshape(hit, [1]))
         return k + 1, free, tp_sorted
 
-    def matching():
-        _, _, tp_sorted = tf.while_loop(
-            lambda k, *_: k < n_det, body,
-            (tf.constant(0), tf.ones([n_gt], tf.bool), tf.zeros([n_det], tf.bool)))
-        return tp_sorted
-
-    tp_sorted = tf.cond(n_gt > 0, matching, lambda: tf.zeros([n_det], tf.bool))
+    _, _, tp_sorted = tf.while_loop(
+        lambda k, *_: k < n_det, body,
+        (tf.constant(0), tf.ones_like(gts[:, 0], tf.bool),
+         tf.zeros_like(tf.concat([scores, [0.0]], 0), tf.bool)))   # one spare slot when D = 0
+    tp_sorted = tp_sorted[:-1]
     return tf.scatter_nd(order[:, None], tp_sorted, [n_det])
 
 
@@ -326,7 +332,7 @@ def _as_detection_arrays(gt_image, gt_class, gt_boxes, det_image, det_class, det
     return (*arrays[:2], gb, *arrays[2:], db, ds)
 
 
-def detection_map_loops(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
+def detection_ap_loops(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
                         num_classes: int, iou_threshold: float = 0.5):
     """Per-class AP and their mean over a set of images, plain Python (with the loops tier of
     matching and AP).
@@ -378,9 +384,9 @@ def detection_map_loops(gt_image, gt_class, gt_boxes, det_image, det_class, det_
     return np.array(ap, np.float64), (sum(valid) / len(valid) if valid else float("nan"))
 
 
-def detection_map_numpy(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
+def detection_ap_numpy(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
                         num_classes: int, iou_threshold: float = 0.5):
-    """:func:`detection_map_loops` with numpy (matching per image, accumulation per class
+    """:func:`detection_ap_loops` with numpy (matching per image, accumulation per class
     vectorized). Same arguments and results."""
     gi, gc, gb, di, dc, db, ds = _as_detection_arrays(gt_image, gt_class, gt_boxes, det_image,
                                                       det_class, det_boxes, det_scores, num_classes)
@@ -398,6 +404,20 @@ def detection_map_numpy(gt_image, gt_class, gt_boxes, det_image, det_class, det_
         precision, recall = precision_recall_numpy(ds[sel], tp[sel], int(n_gt[c]))
         ap[c] = average_precision_numpy(recall, precision, "coco")
     return ap, (float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan"))
+
+
+def detection_map_loops(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
+                        num_classes: int, iou_threshold: float = 0.5) -> float:
+    """The mean AP of :func:`detection_ap_loops` (over classes with ground truth; NaN if none)."""
+    return detection_ap_loops(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
+                              num_classes, iou_threshold)[1]
+
+
+def detection_map_numpy(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
+                        num_classes: int, iou_threshold: float = 0.5) -> float:
+    """The mean AP of :func:`detection_ap_numpy` (over classes with ground truth; NaN if none)."""
+    return detection_ap_numpy(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores,
+                              num_classes, iou_threshold)[1]
 
 
 # ------------------------------------------------------------------------------------------------
