@@ -27,7 +27,9 @@ from workshop.grading.runner import PRINT_LIMIT, Limits, run_program
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TIMEOUT = 10  # seconds per test in the crafted run (the infinite loop costs this much)
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+# nbgrader runs `alembic` (the gradebook migrations) from PATH: the venv's bin must be on it
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+       "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def _rows(path):
