@@ -1,0 +1,81 @@
+"""The course runs headless: every solution notebook top to bottom without an error, every
+learner notebook with each exercise reporting "not implemented yet"; notebooks/ is exactly what
+`make release` makes of solutions/, without outputs."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workshop.course_report import BUDGET_SECONDS, NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
+from workshop.grading import notebook as nbk
+
+SOLUTION_PATHS = course_notebooks(SOLUTIONS)
+IDS = [p.stem for p in SOLUTION_PATHS]
+
+
+def test_the_nine_notebooks_are_there():
+    expected = ["01_cnn_basics", "02_transfer_learning", "03_iou_nms", "04_anchors", "05_rpn",
+                "06_roi_pooling", "07_transposed_convolution", "08_unet", "09_map"]
+    assert [p.stem for p in SOLUTION_PATHS] == expected
+    assert [p.stem for p in course_notebooks(NOTEBOOKS)] == expected
+
+
+def test_learner_notebooks_are_the_release_of_the_solutions(tmp_path):
+    from workshop.grading.nbgrader_glue import release
+
+    release(SOLUTIONS, tmp_path, log=lambda *_: None)
+    for sol in SOLUTION_PATHS:
+        fresh = json.loads((tmp_path / sol.name).read_text())
+        committed_path = NOTEBOOKS / sol.name
+        assert committed_path.exists(), f"{sol.name} was never released: run `make release`"
+        committed = json.loads(committed_path.read_text())
+        assert committed == fresh, f"notebooks/{sol.name} is out of date: run `make release`"
+
+
+@pytest.mark.parametrize("path", [NOTEBOOKS / p.name for p in SOLUTION_PATHS], ids=IDS)
+def test_learner_notebooks_have_no_outputs_and_no_solutions(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{path.name}: committed outputs in a code cell"
+        assert "BEGIN SOLUTION" not in cell.source, f"{path.name}: a solution survived"
+
+
+@pytest.mark.parametrize("path", SOLUTION_PATHS, ids=IDS)
+def test_solution_notebooks_follow_the_convention(path):
+    from workshop.grading.nbgrader_glue import lint
+
+    nb = json.loads(path.read_text())
+    assert lint(nb, path.name) == []
+    tests, _ = nbk.graded_tests(nb)
+    assert tests, f"{path.name} has no graded exercise"
+
+
+def _test_cell_indices(path: Path) -> list[tuple[int, str]]:
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return [(i, nbk.nbgrader_meta(c)["grade_id"]) for i, c in enumerate(code) if nbk.is_test_cell(c)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SOLUTION_PATHS, ids=IDS)
+def test_solution_notebook_runs(path):
+    run = run_notebook(path)
+    assert run.ok, f"{path.name} failed:\n{run.error}"
+    for i, grade_id in _test_cell_indices(path):
+        assert "FAILED" not in run.outputs[i] and "not implemented" not in run.outputs[i], (
+            f"{path.name}: {grade_id} does not pass with the solution:\n{run.outputs[i][:2000]}")
+    print(f"{path.name}: {run.seconds:.1f} s, peak {run.peak_mb} MB")
+    assert run.seconds < 2 * BUDGET_SECONDS, f"{path.name} took {run.seconds:.0f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [NOTEBOOKS / p.name for p in SOLUTION_PATHS], ids=IDS)
+def test_learner_notebook_runs_unimplemented(path):
+    run = run_notebook(path)
+    assert run.ok, f"{path.name} failed:\n{run.error}"
+    for i, grade_id in _test_cell_indices(path):
+        assert "not implemented yet" in run.outputs[i], (
+            f"{path.name}: {grade_id} should report 'not implemented yet':\n{run.outputs[i][:2000]}")
