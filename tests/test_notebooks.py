@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workshop.course_report import BUDGET_SECONDS, NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
+from workshop.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
 from workshop.grading import notebook as nbk
 
 SOLUTION_PATHS = course_notebooks(SOLUTIONS)
@@ -67,8 +67,7 @@ def test_solution_notebook_runs(path):
     for i, grade_id in _test_cell_indices(path):
         assert "FAILED" not in run.outputs[i] and "not implemented" not in run.outputs[i], (
             f"{path.name}: {grade_id} does not pass with the solution:\n{run.outputs[i][:2000]}")
-    print(f"{path.name}: {run.seconds:.1f} s, peak {run.peak_mb} MB")
-    assert run.seconds < 2 * BUDGET_SECONDS, f"{path.name} took {run.seconds:.0f} s"
+    print(f"{path.name}: {run.seconds:.1f} s, peak {run.peak_mb} MB")  # budgets: make course-report
 
 
 @pytest.mark.slow
