@@ -50,6 +50,17 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m workshop.bench
 
+release: setup
+	$(BIN)/python -m workshop release
+
+SUBMISSIONS ?= submitted
+OUT ?= results
+grade: setup
+	$(BIN)/python -m workshop grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+
+course-report: checkpoint
+	$(BIN)/python -m workshop course-report
+
 lint: setup
 	$(BIN)/ruff check workshop tests
 
