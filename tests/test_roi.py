@@ -241,3 +241,23 @@ def test_bad_input_raises_value_error(tier, op, what, change, words):
 def test_bad_sampling_ratio(tier):
     with pytest.raises(ValueError, match="sampling_ratio"):
         ALIGN[tier](grid4(), np.array([[0.0, 0, 2, 2]]), (2, 2), 1.0, sampling_ratio=1.5)
+
+
+@pytest.mark.parametrize("op", ["pool", "align"])
+def test_tf_tiers_compile_with_unknown_shapes(op):
+    """A shape-relaxed trace (H, W, C, R unknown when tracing; as reduce_retracing produces):
+    roi_pool_tf takes its masked fallback, roi_align_tf sizes its sample window from tf.shape."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([None, None, None], tf.float32), tf.TensorSpec([None, 4], tf.float64)]
+    if op == "pool":
+        fn = tf.function(lambda f, r: roi.roi_pool_tf(f, r, (2, 3), 0.5), input_signature=spec, jit_compile=True)
+        ref = lambda f, r: roi.roi_pool_numpy(f, r, (2, 3), 0.5)   # noqa: E731
+    else:
+        fn = tf.function(lambda f, r: roi.roi_align_tf(f, r, (2, 3), 0.5, -1), input_signature=spec, jit_compile=True)
+        ref = lambda f, r: roi.roi_align_numpy(f, r, (2, 3), 0.5, -1)   # noqa: E731
+    rng = np.random.default_rng(11)
+    for h, w, c in [(5, 8, 2), (3, 3, 1)]:
+        fm = rng.normal(size=(h, w, c)).astype(np.float32)
+        rois = np.array([[-3.0, 1.0, 20.0, 9.0], [4.0, 2.0, 9.0, 30.0], [1.0, 1.0, 3.0, 2.0]])
+        np.testing.assert_allclose(fn(tf.constant(fm), tf.constant(rois)).numpy(), ref(fm, rois), atol=1e-5)

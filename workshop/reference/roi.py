@@ -19,6 +19,9 @@ RoI pooling (torchvision ``roi_pool``, Caffe's Fast R-CNN layer)
    region. Computed in integers here (torchvision uses floats: same result barring round-off).
 4. Each output is the maximum over its bin; an empty bin (clipped away) gives 0.
 
+The numpy and TF tiers answer every bin with four look-ups in a table of power-of-two block
+maxima (a 2-D "sparse table"), so a bin costs the same whatever its size.
+
 RoI align (torchvision ``roi_align(..., aligned=True)``, Detectron2 ``ROIAlignV2``)
 ---------------------------------------------------------------------------------
 1. ``start = x1 * spatial_scale - 0.5``, ``end = x2 * spatial_scale - 0.5`` (the half-pixel shift:
@@ -43,6 +46,8 @@ starting at the first sample that can be in range. That is enough for any region
 ``g = ceil(bin)`` samples are more than half a pixel apart, so at most ``H + 2`` of them fall in
 ``[-1, H]``; samples outside that range contribute 0 anyway. ``output_size`` and
 ``sampling_ratio`` must be Python values in the TF tier; ``spatial_scale`` may be a tensor.
+The TF tiers check shapes when tracing and values (bad rows, scale) only when running eagerly:
+compiled code cannot raise a ``ValueError`` that names a row.
 """
 
 from __future__ import annotations
@@ -164,11 +169,43 @@ def _pool_ranges_np(start, length, n_bins, size):
     return np.clip(lo, 0, size), np.clip(hi, 0, size)
 
 
-def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
-    """Fast R-CNN RoI max pooling, vectorized (float64; regions processed in chunks).
+def _floor_log2(n, levels: int):
+    """floor(log2(n)) of an int array ``n >= 1``, for results below ``levels`` (exact, no floats)."""
+    k = np.zeros_like(n)
+    for j in range(1, levels):
+        k += n >= (1 << j)
+    return k
 
-    Same contract as :func:`roi_pool_loops`. The maximum is separable: first over the columns of
-    each column-bin (masked), then over the rows of each row-bin.
+
+def _block_max_np(fm: np.ndarray, ly: int, lx: int) -> np.ndarray:
+    """``table[a, b, h, w] = max(fm[h : h + 2**a, w : w + 2**b])``, shape ``(ly, lx, H, W, C)``.
+
+    Entries whose block sticks out of the map hold a smaller block's maximum; queries never read
+    them. Built by doubling: a ``2**a`` block is the max of two ``2**(a-1)`` blocks.
+    """
+    height, width = fm.shape[:2]
+    table = np.empty((ly, lx) + fm.shape)
+    table[0, 0] = fm
+    for b in range(1, lx):
+        half = 1 << (b - 1)
+        table[0, b] = table[0, b - 1]
+        table[0, b, :, : width - half] = np.maximum(table[0, b - 1, :, : width - half],
+                                                    table[0, b - 1, :, half:])
+    for a in range(1, ly):
+        half = 1 << (a - 1)
+        table[a] = table[a - 1]
+        table[a, :, : height - half] = np.maximum(table[a - 1, :, : height - half],
+                                                  table[a - 1, :, half:])
+    return table
+
+
+def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
+    """Fast R-CNN RoI max pooling, vectorized (float64).
+
+    Same contract as :func:`roi_pool_loops`. A range maximum is the maximum of two overlapping
+    power-of-two blocks (``max(x[a:b]) = max(block(a), block(b - 2**k))`` with
+    ``k = floor(log2(b - a))``), in 2-D four blocks: a table of block maxima is built once per
+    map, then every bin is four gathers, whatever its size.
     """
     fm, boxes, (ph, pw), scale = _check(feature_map, rois, output_size, spatial_scale)
     height, width, channels = fm.shape
@@ -181,18 +218,19 @@ def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
     rh = np.maximum(q[:, 3] - q[:, 1] + 1, 1)
     w0, w1 = _pool_ranges_np(q[:, 0], rw, pw, width)             # (R, pw)
     h0, h1 = _pool_ranges_np(q[:, 1], rh, ph, height)            # (R, ph)
-    cols, rows = np.arange(width), np.arange(height)
-    in_col = (cols >= w0[..., None]) & (cols < w1[..., None])    # (R, pw, W)
-    in_row = (rows >= h0[..., None]) & (rows < h1[..., None])    # (R, ph, H)
+    bh, bw = int((h1 - h0).max()), int((w1 - w0).max())          # largest bin (after clipping)
+    if bh <= 0 or bw <= 0:
+        return out                                               # every bin is empty
+    ly, lx = bh.bit_length(), bw.bit_length()                    # levels 0 .. floor(log2(size))
+    table = _block_max_np(fm, ly, lx)
+    ky = _floor_log2(np.maximum(h1 - h0, 1), ly)                 # (R, ph)
+    kx = _floor_log2(np.maximum(w1 - w0, 1), lx)                 # (R, pw)
+    tops = [np.clip(h0, 0, height - 1), np.clip(h1 - (1 << ky), 0, height - 1)]
+    lefts = [np.clip(w0, 0, width - 1), np.clip(w1 - (1 << kx), 0, width - 1)]
+    a, b = ky[:, :, None], kx[:, None, :]
+    out = np.max([table[a, b, t[:, :, None], l[:, None, :]] for t in tops for l in lefts], axis=0)
     empty = (h1 <= h0)[:, :, None] | (w1 <= w0)[:, None, :]      # (R, ph, pw)
-    step = max(1, _CHUNK_ELEMENTS // (max(ph, pw) * height * width * channels))
-    for a in range(0, n, step):
-        b = min(a + step, n)
-        # column maxima of each column-bin: (r, pw, H, C)
-        colmax = np.where(in_col[a:b, :, None, :, None], fm[None, None], -np.inf).max(axis=3)
-        # row maxima of those, per row-bin: (r, ph, pw, C)
-        out[a:b] = np.where(in_row[a:b, :, None, :, None], colmax[:, None], -np.inf).max(axis=3)
-    out[np.broadcast_to(empty[..., None], out.shape)] = 0.0
+    out[empty] = 0.0
     return out
 
 
@@ -227,13 +265,36 @@ def _tf_c_round(x):
     return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)   # tf.round rounds half to even
 
 
+def _block_max_tf(fm, ly: int, lx: int):
+    """TF twin of :func:`_block_max_np` (static ``H``, ``W``): ``(ly, lx, H, W, C)``."""
+    import tensorflow as tf
+
+    height, width = fm.shape[0], fm.shape[1]
+    cols = [fm]
+    for b in range(1, lx):
+        prev, half = cols[-1], 1 << (b - 1)
+        cols.append(tf.concat([tf.maximum(prev[:, : width - half], prev[:, half:]),
+                               prev[:, width - half:]], axis=1))
+    levels = []
+    for col in cols:
+        rows = [col]
+        for a in range(1, ly):
+            prev, half = rows[-1], 1 << (a - 1)
+            rows.append(tf.concat([tf.maximum(prev[: height - half], prev[half:]),
+                                   prev[height - half:]], axis=0))
+        levels.append(tf.stack(rows))            # (ly, H, W, C)
+    return tf.stack(levels, axis=1)              # (ly, lx, H, W, C)
+
+
 def roi_pool_tf(feature_map, rois, output_size, spatial_scale):
     """Fast R-CNN RoI max pooling in pure TF (works under ``tf.function(jit_compile=True)``).
 
     Args: as :func:`roi_pool_loops`; tensors or arrays; ``output_size`` a Python int or pair.
     Returns: ``(R, ph, pw, C)`` tensor of the feature map's float dtype.
-    Masked separable maximum; XLA fuses the mask into the reduction, so the
-    ``(R, pw, H, W, C)`` broadcast is computed, not stored.
+    With a static ``H, W``: the block-maximum table of :func:`roi_pool_numpy`, with every level
+    up to ``floor(log2(H))`` (the levels must not depend on the data), then four gathers per bin.
+    Without (a shape-relaxed trace): a masked separable maximum, which XLA fuses into the
+    reductions (the ``(R, pw, H, W, C)`` broadcast is computed, not stored; slower).
     """
     import tensorflow as tf
 
@@ -251,13 +312,44 @@ def roi_pool_tf(feature_map, rois, output_size, spatial_scale):
 
     w0, w1 = ranges(q[:, 0], rw, pw, width)
     h0, h1 = ranges(q[:, 1], rh, ph, height)
-    cols, rows = tf.range(width), tf.range(height)
-    in_col = (cols >= w0[..., None]) & (cols < w1[..., None])        # (R, pw, W)
-    in_row = (rows >= h0[..., None]) & (rows < h1[..., None])        # (R, ph, H)
-    low = tf.constant(-np.inf, fm.dtype)
-    colmax = tf.reduce_max(tf.where(in_col[:, :, None, :, None], fm[None, None], low), axis=3)
-    pooled = tf.reduce_max(tf.where(in_row[:, :, None, :, None], colmax[:, None], low), axis=3)
     empty = (h1 <= h0)[:, :, None] | (w1 <= w0)[:, None, :]
+    static_h, static_w = fm.shape[0], fm.shape[1]
+    if static_h is not None and static_w is not None:
+        if static_h == 0 or static_w == 0 or fm.shape[2] == 0:   # gather_nd rejects empty params
+            return tf.zeros([tf.shape(boxes)[0], ph, pw, tf.shape(fm)[2]], fm.dtype)
+        ly, lx = static_h.bit_length(), static_w.bit_length()
+        table = _block_max_tf(fm, ly, lx)
+
+        def level(length, levels):
+            return tf.add_n([tf.cast(length >= (1 << j), tf.int64) for j in range(1, levels)]
+                            + [tf.zeros_like(length)])
+
+        ky, kx = level(h1 - h0, ly), level(w1 - w0, lx)
+        tops = [tf.clip_by_value(h0, 0, height - 1),
+                tf.clip_by_value(h1 - tf.bitwise.left_shift(tf.ones_like(ky), ky), 0, height - 1)]
+        lefts = [tf.clip_by_value(w0, 0, width - 1),
+                 tf.clip_by_value(w1 - tf.bitwise.left_shift(tf.ones_like(kx), kx), 0, width - 1)]
+        grid = tf.stack([ph, pw])
+
+        def at(index_y, index_x):               # (R, ph) and (R, pw) -> (R, ph, pw)
+            n = tf.shape(index_y)[0]
+            shape = tf.concat([[n], grid], 0)
+            return tf.broadcast_to(index_y[:, :, None], shape), tf.broadcast_to(index_x[:, None, :], shape)
+
+        a, b = at(ky, kx)
+        corners = []
+        for top in tops:
+            for left in lefts:
+                t, l = at(top, left)
+                corners.append(tf.gather_nd(table, tf.stack([a, b, t, l], axis=-1)))
+        pooled = tf.reduce_max(tf.stack(corners), axis=0)
+    else:
+        cols, rows = tf.range(width), tf.range(height)
+        in_col = (cols >= w0[..., None]) & (cols < w1[..., None])        # (R, pw, W)
+        in_row = (rows >= h0[..., None]) & (rows < h1[..., None])        # (R, ph, H)
+        low = tf.constant(-np.inf, fm.dtype)
+        colmax = tf.reduce_max(tf.where(in_col[:, :, None, :, None], fm[None, None], low), axis=3)
+        pooled = tf.reduce_max(tf.where(in_row[:, :, None, :, None], colmax[:, None], low), axis=3)
     return tf.where(empty[..., None], tf.zeros_like(pooled), pooled)
 
 
