@@ -293,14 +293,23 @@ def _align_random_case(rng: np.random.Generator) -> Case:
     return Case("", (fm, rois), {"output_size": size, "spatial_scale": scale, "sampling_ratio": ratio})
 
 
-def _align_benchmarks() -> list[Case]:
+def _bench_inputs() -> tuple[np.ndarray, np.ndarray]:
+    """A 50x50x256 float32 map (an 800x800 image at stride 16) and 300 regions of 32-400 px."""
     rng = np.random.default_rng(0)
     fm = rng.normal(size=(50, 50, 256)).astype(np.float32)
     size = rng.uniform(32, 400, size=(300, 2))
     corner = rng.uniform(-16, 800 - size)
-    rois = np.concatenate([corner, corner + size], axis=1)
-    return [Case("300 regions, 7x7, 50x50x256 map, stride 16, sampling_ratio 2", (fm, rois),
+    return fm, np.concatenate([corner, corner + size], axis=1)
+
+
+def _align_benchmarks() -> list[Case]:
+    return [Case("300 regions, 7x7, 50x50x256 map, stride 16, sampling_ratio 2", _bench_inputs(),
                  {"output_size": (7, 7), "spatial_scale": 1 / 16, "sampling_ratio": 2})]
+
+
+def _pool_benchmarks() -> list[Case]:
+    return [Case("300 regions, 7x7, 50x50x256 map, stride 16", _bench_inputs(),
+                 {"output_size": (7, 7), "spatial_scale": 1 / 16})]
 
 
 ROI_POOL = register(Exercise(
@@ -339,6 +348,7 @@ ROI_POOL = register(Exercise(
                 wrong=_pool_floor_end),
     ),
     tf_static=("output_size",),
+    benchmarks=_pool_benchmarks,
     n_hidden_random=30,
 ))
 
