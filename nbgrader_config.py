@@ -31,7 +31,7 @@ c.CourseDirectory.max_file_size = 20_000  # kB
 c.Execute.timeout = int(os.environ.get("WORKSHOP_NBGRADER_TIMEOUT", "300"))
 c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120
-c.Execute.allow_errors = True  # noqa - nbgrader needs every test cell run
+c.Execute.allow_errors = True
 
 # learners cannot lose graded cells: deleted test/solution cells come back at autograde
 c.OverwriteCells.add_missing_cells = True

@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-
 from graded_submissions import builder
+
 from workshop.exercises import get
 from workshop.grading import check, grade
 from workshop.grading import notebook as nbk
@@ -114,6 +114,16 @@ def test_grade_under_nbgrader_raises_without_revealing_hidden_cases(nbgrader_mod
 def test_grade_under_nbgrader_not_implemented_fails(nbgrader_mode):
     with pytest.raises(AssertionError, match=NOT_IMPLEMENTED):
         grade("iou", _define(("iou", "numpy"), "    raise NotImplementedError()"), tier="numpy")
+
+
+def test_grade_export_survives_importing_the_grader(learner_mode, capsys):
+    import workshop.grading as grading
+    import workshop.grading.grade  # noqa: F401  (rebinds workshop.grading.grade to the module)
+    from workshop.grading import grade as g
+
+    assert g is grading.grade
+    g("iou", IOU, tier="numpy")
+    assert "public checks passed" in capsys.readouterr().out
 
 
 def test_hidden_case_problems_are_redacted():
@@ -240,7 +250,7 @@ def test_cli_grade_and_check_end_to_end(tmp_path):
     nbformat.write(builder.build(), str(sol / builder.NOTEBOOK))
     builder.write_all(tmp_path / "subs", ["full", "partly_solved"])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, "-m", "workshop", "grade", str(tmp_path / "subs"),
+    proc = subprocess.run(check=False, args=[sys.executable, "-m", "workshop", "grade", str(tmp_path / "subs"),
                            "--solutions", str(sol), "--out", str(tmp_path / "out"), "-q"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -248,7 +258,7 @@ def test_cli_grade_and_check_end_to_end(tmp_path):
     assert grades[0].startswith("student,notebook,total,max,status,test_iou_numpy")
     assert {g.split(",")[0]: g.split(",")[2] for g in grades[1:]} == {"full": "6",
                                                                       "partly_solved": "2"}
-    proc = subprocess.run([sys.executable, "-m", "workshop", "check",
+    proc = subprocess.run(check=False, args=[sys.executable, "-m", "workshop", "check",
                            str(tmp_path / "subs" / "partly_solved" / builder.NOTEBOOK)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr

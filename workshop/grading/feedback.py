@@ -50,8 +50,8 @@ def render_html(sub) -> str:
             "margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;"
             "padding:4px 8px}} pre{{background:#f6f8fa;padding:8px;white-space:pre-wrap}}"
             ".passed{{color:#1a7f37}} .bad{{color:#cf222e}}</style></head><body>")
-    parts = [head, f"<h1>Feedback: {esc(sub.notebook)}</h1><p>Student: <code>"
-             f"{esc(sub.student)}</code></p>"]
+    parts = [head, (f"<h1>Feedback: {esc(sub.notebook)}</h1><p>Student: <code>"
+                    f"{esc(sub.student)}</code></p>")]
     if sub.error:
         parts.append(f"<p class='bad'><b>This notebook could not be graded.</b></p>"
                      f"<p>{esc(sub.error)}</p></body></html>")

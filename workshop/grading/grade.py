@@ -31,6 +31,7 @@ import json
 import sys
 import threading
 import time
+import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -479,6 +480,21 @@ def check_main(argv: list[str] | None = None) -> int:
         for t in res.tests:
             print(t.verdict.get("report") or f"{t.exercise} [{t.tier}]: {t.message}")
     return 1 if bad else 0
+
+
+class _CallableModule(types.ModuleType):
+    """``workshop.grading.grade`` is both this module and the notebooks' ``grade()`` function:
+    importing the submodule rebinds the package attribute ``grade`` to the module, so the
+    module forwards calls to :func:`workshop.grading.check.grade` (``from workshop.grading
+    import grade; grade("iou", iou_numpy, tier="numpy")`` works either way)."""
+
+    def __call__(self, name, fn, tier=None):
+        from .check import grade as grade_fn
+
+        return grade_fn(name, fn, tier=tier)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ def load_config(root: Path = COURSE_ROOT):
 
 
 def preprocessors(config):
-    from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearMarkScheme,
-                                        ClearOutput, ClearSolutions, ComputeChecksums, LockCells)
+    from nbgrader.preprocessors import (
+        CheckCellMetadata,
+        ClearHiddenTests,
+        ClearMarkScheme,
+        ClearOutput,
+        ClearSolutions,
+        ComputeChecksums,
+        LockCells,
+    )
 
     chain = [LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums,
              ClearHiddenTests, ClearMarkScheme, ComputeChecksums, CheckCellMetadata]

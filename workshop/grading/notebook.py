@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 TIERS = ("loops", "numpy", "tf")
 TEST_PREFIX = "test_"
@@ -113,9 +114,9 @@ def find_cell(nb: dict, grade_id: str, solution: bool = True) -> dict | None:
     the notebook. The last one wins if a learner duplicated it (the one run last in Jupyter)."""
     found = None
     for cell in code_cells(nb):
-        if nbgrader_meta(cell).get("grade_id") == grade_id:
-            if (is_solution_cell(cell) if solution else is_test_cell(cell)):
-                found = cell
+        if nbgrader_meta(cell).get("grade_id") == grade_id and (
+                is_solution_cell(cell) if solution else is_test_cell(cell)):
+            found = cell
     return found
 
 

@@ -57,7 +57,7 @@ class Limits:
     file_mb: int = 256
     tf_extra_wall: float = 60.0      # TensorFlow's import, on a busy machine
 
-    def for_tier(self, tier: str | None) -> "Limits":
+    def for_tier(self, tier: str | None) -> Limits:
         if tier != "tf":
             return self
         return Limits(self.wall + self.tf_extra_wall, int(self.cpu + self.tf_extra_wall),
@@ -268,7 +268,6 @@ class _Blocker:
                 "workshop.reference", "workshop.exercises"):
             self.record.append(name)
             raise ModuleNotFoundError(f"{name} is out of reach while grading", name=name)
-        return None
 
     def find_module(self, name, path=None):  # pragma: no cover (old protocol)
         return None
@@ -357,7 +356,7 @@ def _child_setup(limits: dict, blocked: list) -> None:
     try:
         import workshop  # noqa: F401  (the light package __init__; helpers stay importable)
 
-        setattr(sys.modules["workshop"], "grading", stub)
+        sys.modules["workshop"].grading = stub
     except Exception:
         pass
 
@@ -436,8 +435,7 @@ def _child_main(jobdir: str) -> None:
         except BaseException as err:  # noqa: BLE001 - an import that fails is simply absent
             result["setup_errors"].append(f"{stmt}: {type(err).__name__}")
     cells = job["cells"]
-    for k, (label, src) in enumerate(cells):
-        graded = k == len(cells) - 1
+    for label, src in cells:
         try:
             exec(compile(src, f"<cell {label}>", "exec"), ns)
         except BaseException as err:  # noqa: BLE001 - SystemExit too
@@ -469,7 +467,7 @@ def _child_main(jobdir: str) -> None:
             try:
                 if tf is None:
                     import tensorflow as tf
-                conv = lambda v: tf.constant(v) if isinstance(v, np.ndarray) else v  # noqa: E731
+                conv = lambda v: tf.constant(v) if isinstance(v, np.ndarray) else v
                 args = [conv(a) for a in args]
                 kwargs = {k: (v if k in static else conv(v)) for k, v in kwargs.items()}
             except Exception as err:  # noqa: BLE001
