@@ -1,0 +1,151 @@
+"""conv2d and max_pool2d: every tier against tf.nn.conv2d / tf.nn.max_pool2d on many geometries,
+the pinned hand-computed values, the errors, and the numpy tier's speed over the loops."""
+
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from workshop.reference import conv as C
+
+TIERS = {"loops": C.conv2d_loops, "numpy": C.conv2d_numpy,
+         "tf": lambda x, k, stride=1, padding="VALID": C.conv2d_tf(
+             tf.constant(x), tf.constant(k), stride, padding).numpy()}
+POOLS = {"loops": C.max_pool2d_loops, "numpy": C.max_pool2d_numpy,
+         "tf": lambda x, p=2: C.max_pool2d_tf(tf.constant(x), p).numpy()}
+
+GEOMETRIES = [  # (H, W, C_in), (kh, kw, C_out), stride, padding
+    ((5, 5, 1), (3, 3, 1), 1, "VALID"),
+    ((5, 5, 1), (3, 3, 1), 1, "SAME"),
+    ((6, 7, 3), (3, 2, 4), 2, "SAME"),
+    ((6, 7, 3), (3, 2, 4), (2, 3), "VALID"),
+    ((4, 4, 2), (2, 2, 2), 2, "SAME"),       # even kernel: the extra padding goes bottom/right
+    ((7, 4, 2), (4, 1, 3), 3, "SAME"),       # stride > kernel on one axis
+    ((1, 1, 3), (3, 3, 2), 1, "SAME"),       # 1x1 input, the kernel mostly over padding
+    ((3, 8, 2), (3, 8, 1), 1, "VALID"),      # kernel as large as the image
+    ((9, 9, 1), (1, 1, 5), 4, "VALID"),
+    ((8, 5, 2), (4, 4, 2), (3, 1), "SAME"),
+]
+
+
+@pytest.mark.parametrize("tier", list(TIERS))
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=[f"{g[0]}-{g[1]}-s{g[2]}-{g[3]}" for g in GEOMETRIES])
+def test_conv2d_matches_tf_nn_conv2d(tier, geometry):
+    (h, w, c_in), (kh, kw, c_out), stride, padding = geometry
+    rng = np.random.default_rng(hash(geometry) % 2**32)
+    x, k = rng.normal(size=(h, w, c_in)), rng.normal(size=(kh, kw, c_in, c_out))
+    sh, sw = (stride, stride) if np.isscalar(stride) else stride
+    expected = tf.nn.conv2d(x[None], k, strides=[1, sh, sw, 1], padding=padding)[0].numpy()
+    got = np.asarray(TIERS[tier](x, k, stride, padding))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_conv2d_random_geometries_match_tf(tier):
+    rng = np.random.default_rng(5)
+    for _ in range(25 if tier == "loops" else 100):
+        h, w = rng.integers(1, 10, 2)
+        padding = str(rng.choice(["VALID", "SAME"]))
+        kh = int(rng.integers(1, (h if padding == "VALID" else 5) + 1))
+        kw = int(rng.integers(1, (w if padding == "VALID" else 5) + 1))
+        c_in, c_out = rng.integers(1, 4, 2)
+        stride = tuple(int(s) for s in rng.integers(1, 5, 2))
+        x, k = rng.normal(size=(h, w, c_in)), rng.normal(size=(kh, kw, c_in, c_out))
+        expected = tf.nn.conv2d(x[None], k, [1, *stride, 1], padding)[0].numpy()
+        np.testing.assert_allclose(TIERS[tier](x, k, stride, padding), expected, atol=1e-10)
+
+
+def test_conv2d_is_cross_correlation_not_convolution():
+    """The kernel is not flipped: a gradient kernel [-1, 1] gives x[j + 1] - x[j]."""
+    x = np.array([[0.0, 1.0, 3.0, 6.0]])[:, :, None]
+    k = np.array([[-1.0, 1.0]])[:, :, None, None]
+    for fn in TIERS.values():
+        np.testing.assert_array_equal(np.asarray(fn(x, k)).ravel(), [1.0, 2.0, 3.0])
+
+
+def test_conv2d_same_padding_split_is_tfs():
+    """One row of zeros is added at the bottom (P = 1: P // 2 = 0 before, 1 after)."""
+    x = np.arange(1.0, 5.0).reshape(4, 1, 1)
+    k = np.array([[1.0], [10.0]])[:, :, None, None]
+    for fn in TIERS.values():
+        np.testing.assert_array_equal(np.asarray(fn(x, k, 1, "SAME")).ravel(), [21.0, 32.0, 43.0, 4.0])
+
+
+def test_conv2d_output_size():
+    assert C.conv2d_output_size(7, 3, 2, "VALID") == (3, 0, 0)
+    assert C.conv2d_output_size(7, 3, 2, "SAME") == (4, 1, 1)
+    assert C.conv2d_output_size(4, 2, 1, "same") == (4, 0, 1)
+    assert C.conv2d_output_size(7, 2, 3, "SAME") == (3, 0, 1)
+    assert C.conv2d_output_size(7, 1, 3, "SAME") == (3, 0, 0)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(x=np.zeros((4, 4)), kernel=np.zeros((3, 3, 1, 1))), "x: expected shape"),
+    (dict(x=np.zeros((4, 4, 2)), kernel=np.zeros((3, 3, 1, 1))), "C_in = 2"),
+    (dict(x=np.zeros((4, 4, 1)), kernel=np.zeros((3, 3, 1))), "kernel: expected shape"),
+    (dict(x=np.zeros((2, 4, 1)), kernel=np.zeros((3, 3, 1, 1))), "fit"),
+    (dict(x=np.zeros((4, 4, 1)), kernel=np.zeros((3, 3, 1, 1)), stride=0), "stride"),
+    (dict(x=np.zeros((4, 4, 1)), kernel=np.zeros((3, 3, 1, 1)), padding="FULL"), "padding"),
+])
+@pytest.mark.parametrize("fn", [C.conv2d_loops, C.conv2d_numpy, C.conv2d_tf], ids=["loops", "numpy", "tf"])
+def test_conv2d_errors(fn, bad, match):
+    with pytest.raises(ValueError, match=match):
+        fn(**bad)
+
+
+def test_conv2d_tf_keeps_float32_and_compiles():
+    x = tf.random.normal((6, 5, 3))
+    k = tf.random.normal((3, 3, 3, 2))
+    f = tf.function(C.conv2d_tf, jit_compile=True)
+    out = f(x, k, stride=2, padding="SAME")
+    assert out.dtype == tf.float32 and out.shape == (3, 3, 2)
+    np.testing.assert_allclose(out.numpy(), C.conv2d_numpy(x.numpy(), k.numpy(), 2, "SAME"), atol=1e-5)
+
+
+def test_conv2d_matches_a_keras_conv2d_layer():
+    """The layouts are Keras': a Conv2D layer's kernel plugs straight in."""
+    import keras
+
+    layer = keras.layers.Conv2D(4, (3, 2), strides=2, padding="same", use_bias=False)
+    x = np.random.default_rng(0).normal(size=(1, 7, 6, 3)).astype(np.float32)
+    y = layer(x).numpy()[0]
+    kernel = layer.get_weights()[0]
+    np.testing.assert_allclose(C.conv2d_numpy(x[0], kernel, 2, "SAME"), y, atol=1e-5)
+
+
+def test_conv2d_numpy_is_much_faster_than_loops():
+    rng = np.random.default_rng(0)
+    x, k = rng.normal(size=(16, 16, 4)), rng.normal(size=(3, 3, 4, 8))
+    t0 = time.perf_counter()
+    C.conv2d_loops(x, k, 1, "SAME")
+    loops = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(10):
+        C.conv2d_numpy(x, k, 1, "SAME")
+    fast = (time.perf_counter() - t0) / 10
+    assert fast * 10 < loops
+
+
+# -- max pooling -------------------------------------------------------------------------------
+@pytest.mark.parametrize("tier", list(POOLS))
+@pytest.mark.parametrize("shape, p", [((4, 4, 1), 2), ((5, 7, 3), 2), ((9, 6, 2), 3), ((3, 3, 1), 1),
+                                      ((2, 3, 4), 2), ((8, 8, 2), 4)])
+def test_max_pool2d_matches_tf(tier, shape, p):
+    x = np.random.default_rng(sum(shape) + p).normal(size=shape)
+    expected = tf.nn.max_pool2d(tf.constant(x[None]), p, p, "VALID")[0].numpy()
+    np.testing.assert_array_equal(np.asarray(POOLS[tier](x, p)), expected)
+
+
+def test_max_pool2d_all_negative_and_errors():
+    x = -np.arange(1.0, 17.0).reshape(4, 4, 1)
+    for fn in POOLS.values():
+        np.testing.assert_array_equal(np.asarray(fn(x, 2)).ravel(), [-1.0, -3.0, -9.0, -11.0])
+    for fn in (C.max_pool2d_loops, C.max_pool2d_numpy, C.max_pool2d_tf):
+        with pytest.raises(ValueError, match="does not fit"):
+            fn(np.zeros((1, 4, 1)), 2)
+        with pytest.raises(ValueError, match="pool_size"):
+            fn(np.zeros((4, 4, 1)), 0)
+        with pytest.raises(ValueError, match="x: expected"):
+            fn(np.zeros((4, 4)), 2)
