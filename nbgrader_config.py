@@ -1,13 +1,18 @@
 """nbgrader configuration for the course (read by every ``nbgrader`` command run in this folder,
 and by ``python -m workshop release``).
 
-Layout (nbgrader's names -> this repository):
-  solutions/<assignment>/*.ipynb   instructor notebooks with ### BEGIN/END SOLUTION (nbgrader "source")
-  release/<assignment>/            what `nbgrader generate_assignment` writes (learners get notebooks/,
-                                   written by `python -m workshop release` with the same preprocessors)
-  submitted/<student>/<assignment>/   collected submissions;  autograded/, feedback/ as usual
-The gradebook is sqlite under the course root unless WORKSHOP_NBGRADER_DB_URL is set (e.g.
-postgresql://user@host/course for a shared server).
+Layout:
+  solutions/NN_name.ipynb            instructor notebooks with ### BEGIN/END SOLUTION (the truth)
+  notebooks/NN_name.ipynb            learner notebooks, written by `python -m workshop release`
+  nbgrader/                          nbgrader's course root (CourseDirectory.root):
+    source/NN_name/NN_name.ipynb       staged from solutions/ by `python -m workshop release`
+                                       (nbgrader wants one folder per assignment; solutions/ may
+                                       also be nested: solutions/<assignment>/*.ipynb)
+    release/ submitted/<student>/<assignment>/ autograded/ feedback/   nbgrader's usual steps
+    gradebook.db                       unless WORKSHOP_NBGRADER_DB_URL is set (for a shared
+                                       server: postgresql://user@host/course)
+Run the nbgrader commands from the repository root, e.g.
+  nbgrader generate_assignment 03_iou_nms && nbgrader autograde 03_iou_nms && nbgrader export
 """
 
 import os
@@ -15,11 +20,12 @@ from pathlib import Path
 
 c = get_config()  # noqa: F821  (provided by nbgrader/traitlets when this file is loaded)
 
-ROOT = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent
+ROOT = REPO / "nbgrader"
 
 c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.course_id = os.environ.get("WORKSHOP_COURSE_ID", "cv-workshop")
-c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.source_directory = "source"
 c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.db_url = os.environ.get(
     "WORKSHOP_NBGRADER_DB_URL", "sqlite:///" + str(ROOT / "gradebook.db"))

@@ -306,11 +306,20 @@ def test_nbgrader_pipeline(tmp_path):
     """generate_assignment -> submitted/<student>/ps1 -> autograde -> generate_feedback ->
     export; the exported CSV must hold exactly each submission's points."""
     course = tmp_path / "course"
-    (course / "solutions" / "ps1").mkdir(parents=True)
+    (course / "solutions").mkdir(parents=True)
     shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-    nbformat.write(builder.build(), str(course / "solutions" / "ps1" / builder.NOTEBOOK))
+    nbformat.write(builder.build(), str(course / "solutions" / builder.NOTEBOOK))
+    # the course's own release: learner notebooks/ and nbgrader's source/ps1/ps1.ipynb
+    proc = subprocess.run(check=False, args=[PY, "-m", "workshop", "release", "--root", str(course),
+                          "--solutions", str(course / "solutions"), "--out",
+                          str(course / "notebooks")], capture_output=True, text=True, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    mine = (course / "notebooks" / builder.NOTEBOOK).read_text()
+    assert "BEGIN SOLUTION" not in mine and "raise NotImplementedError()" in mine
+    nbg = course / "nbgrader"
+    assert (nbg / "source" / "ps1" / builder.NOTEBOOK).exists()
     _nbgrader(course, "generate_assignment", "ps1")
-    released = course / "release" / "ps1" / builder.NOTEBOOK
+    released = nbg / "release" / "ps1" / builder.NOTEBOOK
     text = released.read_text()
     assert "BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text
     wrong_loops = builder.partly_solved().cells  # reuse its wrong iou_loops body
@@ -327,7 +336,7 @@ def test_nbgrader_pipeline(tmp_path):
         nb = _submission_from_release(released, bodies)
         if student == "different":
             nb.cells.insert(2, nbformat.v4.new_code_cell(builder.HELPER_CELL.split("\n\n")[0]))
-        dst = course / "submitted" / student / "ps1" / builder.NOTEBOOK
+        dst = nbg / "submitted" / student / "ps1" / builder.NOTEBOOK
         dst.parent.mkdir(parents=True)
         nbformat.write(nb, str(dst))
         (dst.parent / "timestamp.txt").write_text("2024-09-17 10:00:00.000000 UTC")
@@ -339,10 +348,10 @@ def test_nbgrader_pipeline(tmp_path):
     for student, (_, points) in students.items():
         assert float(rows[student]["raw_score"]) == points, (student, rows[student])
         assert float(rows[student]["max_score"]) == builder.TOTAL
-        fb = course / "feedback" / student / "ps1" / "ps1.html"
+        fb = nbg / "feedback" / student / "ps1" / "ps1.html"
         assert fb.exists()
     # hidden inputs stay hidden in nbgrader's feedback too
-    fb = (course / "feedback" / "partly" / "ps1" / "ps1.html").read_text()
+    fb = (nbg / "feedback" / "partly" / "ps1" / "ps1.html").read_text()
     assert "checks passed" in fb
     for case in grading_cases(get("iou")):
         if not case.public:

@@ -183,7 +183,7 @@ def test_release_makes_learner_notebooks(tmp_path):
     sol = tmp_path / "solutions"
     sol.mkdir()
     nbformat.write(builder.build(), str(sol / "03_demo.ipynb"))
-    written = release(sol, tmp_path / "notebooks", root=ROOT, log=None)
+    written = release(sol, tmp_path / "notebooks", root=ROOT, log=None, nbgrader=False)
     assert written == [tmp_path / "notebooks" / "03_demo.ipynb"]
     nb = nbformat.read(str(written[0]), as_version=4)
     text = nbformat.writes(nb)
@@ -215,7 +215,8 @@ def test_release_refuses_a_notebook_breaking_the_convention(tmp_path):
     (tmp_path / "solutions").mkdir()
     nbformat.write(nb, str(tmp_path / "solutions" / "bad.ipynb"))
     with pytest.raises(ValueError, match="nms_numpy"):
-        release(tmp_path / "solutions", tmp_path / "notebooks", root=ROOT, log=None)
+        release(tmp_path / "solutions", tmp_path / "notebooks", root=ROOT, log=None,
+                nbgrader=False)
     assert lint(json.loads(nbformat.writes(builder.build()))) == []
 
 
@@ -225,8 +226,8 @@ def test_nbgrader_config_is_rooted_at_its_folder(tmp_path, monkeypatch):
     (tmp_path / "nbgrader_config.py").write_text((ROOT / "nbgrader_config.py").read_text())
     monkeypatch.delenv("WORKSHOP_NBGRADER_DB_URL", raising=False)
     cfg = load_config(tmp_path)
-    assert cfg.CourseDirectory.root == str(tmp_path)
-    assert cfg.CourseDirectory.db_url == f"sqlite:///{tmp_path / 'gradebook.db'}"
+    assert cfg.CourseDirectory.root == str(tmp_path / "nbgrader")
+    assert cfg.CourseDirectory.db_url == f"sqlite:///{tmp_path / 'nbgrader' / 'gradebook.db'}"
     assert cfg.OverwriteCells.add_missing_cells is True
     assert 0 < cfg.Execute.timeout <= 900 and cfg.LimitOutput.max_lines > 0
     monkeypatch.setenv("WORKSHOP_NBGRADER_DB_URL", "postgresql://grader@db/course")

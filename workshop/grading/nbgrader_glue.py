@@ -7,6 +7,10 @@ ComputeChecksums, CheckCellMetadata, configured by the course's ``nbgrader_confi
 ``solutions/`` may be flat (``solutions/03_iou_nms.ipynb``) or nbgrader-style
 (``solutions/<assignment>/*.ipynb``); ``notebooks/`` mirrors it.
 
+It also stages the solutions as nbgrader's source folder (``<CourseDirectory.root>/source/
+<assignment>/``, one assignment per flat notebook, named by its stem) so that ``nbgrader
+generate_assignment / autograde / generate_feedback / export`` work on the same notebooks.
+
 Before writing, each solution notebook is linted against the convention of
 :mod:`workshop.grading.notebook` (solution cell ``<exercise>_<tier>`` defines that function,
 every test cell has its solution cell, ids unique); problems stop the release.
@@ -100,8 +104,35 @@ def release_notebook(src: Path, dst: Path, config=None) -> None:
     dst.write_text(text)
 
 
-def release(solutions: Path, notebooks: Path, root: Path = COURSE_ROOT, log=print) -> list[Path]:
-    """Write the learner version of every solution notebook; returns the files written."""
+def nbgrader_source(config, root: Path = COURSE_ROOT) -> Path:
+    """nbgrader's source folder according to ``config`` (default ``<root>/nbgrader/source``)."""
+    course = config.CourseDirectory.get("root") or str(Path(root) / "nbgrader")
+    return Path(course) / (config.CourseDirectory.get("source_directory") or "source")
+
+
+def stage(solutions: Path, source: Path, log=print) -> list[Path]:
+    """Copy solution notebooks into nbgrader's ``source/<assignment>/`` layout."""
+    import shutil
+
+    staged = []
+    for f in sorted(Path(solutions).rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in f.parts:
+            continue
+        rel = f.relative_to(solutions)
+        dst = source / (rel if len(rel.parts) > 1 else Path(f.stem) / f.name)
+        if not dst.exists() or dst.read_bytes() != f.read_bytes():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dst)
+            if log:
+                log(f"staged {dst}")
+        staged.append(dst)
+    return staged
+
+
+def release(solutions: Path, notebooks: Path, root: Path = COURSE_ROOT, log=print,
+            nbgrader: bool = True) -> list[Path]:
+    """Write the learner version of every solution notebook (and, with ``nbgrader``, stage
+    the solutions as nbgrader's source); returns the learner notebooks written."""
     config = load_config(root)
     sources = sorted(f for f in Path(solutions).rglob("*.ipynb")
                      if ".ipynb_checkpoints" not in f.parts)
@@ -120,6 +151,8 @@ def release(solutions: Path, notebooks: Path, root: Path = COURSE_ROOT, log=prin
         written.append(dst)
         if log:
             log(f"released {dst}")
+    if nbgrader:
+        stage(solutions, nbgrader_source(config, root), log)
     return written
 
 
@@ -128,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--solutions", default=str(COURSE_ROOT / "solutions"))
     ap.add_argument("--out", default=str(COURSE_ROOT / "notebooks"))
     ap.add_argument("--root", default=str(COURSE_ROOT), help="folder with nbgrader_config.py")
+    ap.add_argument("--no-nbgrader", action="store_true",
+                    help="do not stage the solutions as nbgrader's source folder")
     a = ap.parse_args(argv)
     try:
-        written = release(Path(a.solutions), Path(a.out), Path(a.root))
+        written = release(Path(a.solutions), Path(a.out), Path(a.root),
+                          nbgrader=not a.no_nbgrader)
     except ValueError as err:
         print(err, file=sys.stderr)
         return 1
