@@ -260,6 +260,22 @@ def test_calling_a_reference_imported_in_another_cell_is_caught(tmp_path):
     assert "ref_iou" in res.tests[0].message
 
 
+def test_mangled_notebook_is_graded_where_it_can_be(tmp_path):
+    """A stray non-cell, garbage nbgrader metadata and a syntax error in one solution cell."""
+    from workshop.grading.grade import Expected, grade_notebook
+
+    nb = json.loads(nbformat.writes(builder.build({("iou", "loops"): "    return [[0.0]] *"})))
+    nb["cells"].insert(0, 42)
+    nb["cells"].append({"cell_type": "code", "metadata": {"nbgrader": "garbage"},
+                        "source": ["x = 1"], "outputs": [], "execution_count": None})
+    path = tmp_path / builder.NOTEBOOK
+    path.write_text(json.dumps(nb))
+    tests, _ = nbk.graded_tests(builder.build())
+    res = grade_notebook(path, tests, "m", Expected(), Limits(wall=30))
+    assert [t.points for t in res.tests] == [2.0, 3.0, 0.0]
+    assert "SyntaxError" in res.tests[2].verdict["report"]
+
+
 def test_submission_time_budget(tmp_path):
     from workshop.grading.grade import Expected, grade_notebook
 

@@ -318,7 +318,7 @@ def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expect
             rec.status, rec.message = "error", run.message
         else:
             rec.status = "failed"
-        if run.setup_errors and not verdict.passed:
+        if run.setup_errors and not verdict.passed and run.status != "no_function":
             rec.message = (rec.message + " " if rec.message else "") + \
                 "While setting up: " + "; ".join(run.setup_errors[:2])
     sub.seconds = round(time.monotonic() - start, 3)
