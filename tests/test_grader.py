@@ -148,6 +148,9 @@ def test_feedback_reveals_no_hidden_cases(graded):
         for h in hidden:
             assert h not in text
         assert "BEGIN SOLUTION" not in text and "grade(" not in text  # no test or solution code
+    sneaky = _feedback(out, "fails_hidden_only")
+    assert "(hidden)" in sneaky and "public checks passed" not in sneaky
+    assert "5000" not in sneaky  # the far-from-the-origin inputs, outputs
     partly = _feedback(out, "partly_solved")
     assert "Total: 2 / 6 points" in partly and "/30 checks passed" in partly
     html = (out / "feedback" / "partly_solved" / "ps1.html").read_text()

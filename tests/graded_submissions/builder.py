@@ -252,6 +252,10 @@ CRAFTED = {
         hog.append(np.empty(50_000_000))  # 400 MB more address space each time"""),
      "test_iou_numpy", 0.0),
     "deleted_solution_metadata": (deleted_solution_metadata, "test_iou_loops", 0.0),
+    "fails_hidden_only": (with_body("iou", "numpy", IOU_NUMPY.replace("    return", (
+        "    if len(b) == 0 or a.min(initial=0) > 1000:  # wrong only on hidden cases\n"
+        "        return np.full((len(a), max(len(b), 1)), 0.5)\n    return"))),
+        "test_iou_numpy", 0.0),
     "learner": (learner, "*", 0.0),
     "partly_solved": (partly_solved, "partly", 2.0),
 }
@@ -282,6 +286,8 @@ DEPENDENTS = {"test_iou_numpy": ["test_nms_numpy"]}
 def expected_points(name: str) -> dict[str, float]:
     """Points per test the crafted submission ``name`` must get."""
     _, target, pts = CRAFTED[name]
+    if name == "fails_hidden_only":  # nms never calls iou_numpy on such inputs
+        return {**POINTS, target: pts}
     if target in DEPENDENTS and pts == 0:
         return {**POINTS, target: 0.0, **{d: 0.0 for d in DEPENDENTS[target]}}
     if target is None:
