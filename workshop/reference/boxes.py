@@ -16,7 +16,8 @@ NMS
   * greedy: take the best remaining box, drop every box whose IoU with it is STRICTLY greater
     than ``iou_threshold`` (IoU equal to the threshold survives), repeat;
   * equal scores: the lower index comes first (a stable sort on decreasing score);
-  * ``score_threshold``: only boxes with a score STRICTLY above it take part;
+  * ``score_threshold``: only boxes with a score STRICTLY above it take part (None means -inf,
+    as in TensorFlow: a box scored -inf is never kept);
   * ``max_output_size``: at most that many indices (the first ones of the greedy order);
   * a zero-area box has IoU 0 with everything, so it never suppresses nor is suppressed (two
     identical zero-area boxes are both kept).
@@ -203,9 +204,7 @@ def _iou_tf_core(a, b):
 def _order(scores: np.ndarray, score_threshold) -> np.ndarray:
     """Candidate indices by decreasing score, ties by increasing index, above the threshold."""
     order = np.argsort(-scores, kind="stable")
-    if score_threshold is not None:
-        order = order[scores[order] > score_threshold]
-    return order
+    return order[scores[order] > (-np.inf if score_threshold is None else score_threshold)]
 
 
 def nms_loops(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> np.ndarray:
@@ -218,7 +217,8 @@ def nms_loops(boxes, scores, iou_threshold, max_output_size=None, score_threshol
     Returns: int64 ``(K,)`` kept indices in decreasing score order.
     """
     b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
-    items = [(i, s[i]) for i in range(len(s)) if sthr is None or s[i] > sthr]
+    lowest = -np.inf if sthr is None else sthr
+    items = [(i, s[i]) for i in range(len(s)) if s[i] > lowest]
     items.sort(key=lambda t: -t[1])  # Python's sort is stable: equal scores keep index order
     rows = b.tolist()
     kept: list[int] = []
@@ -278,42 +278,127 @@ def nms_tf(boxes, scores, iou_threshold, max_output_size=None, score_threshold=N
     return _nms_tf(boxes, scores, None, iou_threshold, max_output_size, score_threshold)
 
 
+_TILE = 256
+
+
 def _nms_tf(boxes, scores, classes, iou_threshold, max_output_size, score_threshold):
+    """Validate (eagerly when possible), then run the tiled greedy NMS graph."""
     import tensorflow as tf
 
     b = _tf_boxes(boxes, "boxes")
     s = tf.convert_to_tensor(scores)
     if s.shape.rank is not None and s.shape.rank != 1:
         raise ValueError(f"scores: expected shape (N,), one score per box, got shape {tuple(s.shape)}")
-    if tf.executing_eagerly():
-        as_scores(s.numpy(), b.shape[0])
+    eager = tf.executing_eagerly()
+    if eager:
         _check_nms_args(b.numpy(), s.numpy(), float(iou_threshold),
                         None if max_output_size is None else int(max_output_size),
                         None if score_threshold is None else float(score_threshold))
     s = tf.cast(s, b.dtype)
     n = tf.shape(b)[0]
     cap = n if max_output_size is None else tf.cast(max_output_size, tf.int32)
-    thr = tf.cast(iou_threshold, b.dtype)
-    valid = tf.ones([n], tf.bool) if score_threshold is None else s > tf.cast(score_threshold, b.dtype)
+    thr = _tf_scalar(iou_threshold, b.dtype)
+    sthr = _tf_scalar(float("-inf") if score_threshold is None else score_threshold, b.dtype)
+    c = tf.zeros([n], tf.int64) if classes is None else tf.cast(classes, tf.int64)
+    if eager:  # compiled once per dtype and per number of tiles, not a Python-speed eager loop
+        nb = int(b.shape[0])
+        if nb == 0:
+            return tf.zeros([0], tf.int64)
+        pad = -nb % _TILE  # padded boxes score -inf: never candidates (-inf > sthr is false)
+        bp = tf.pad(b, [[0, pad], [0, 0]])
+        sp = tf.pad(s, [[0, pad]], constant_values=float("-inf"))
+        cp = tf.pad(c, [[0, pad]])
+        return _nms_tf_graph(b.dtype)(bp, sp, cp, thr, tf.minimum(cap, nb), sthr)
+    return _nms_tf_tiled(b, s, c, thr, cap, sthr)
+
+
+def _tf_scalar(value, dtype):
+    """A scalar of ``dtype``; a Python float goes straight to ``dtype`` (tf.cast(0.7, float64)
+    would round through float32 first and move the threshold)."""
+    import tensorflow as tf
+
+    if isinstance(value, (int, float, np.number)):
+        return tf.constant(float(value), dtype)
+    return tf.cast(value, dtype)
+
+
+_GRAPHS: dict = {}
+
+
+def _nms_tf_graph(dtype):
+    import tensorflow as tf
+
+    if dtype not in _GRAPHS:
+        _GRAPHS[dtype] = tf.function(_nms_tf_tiled, jit_compile=True, input_signature=[
+            tf.TensorSpec([None, 4], dtype), tf.TensorSpec([None], dtype),
+            tf.TensorSpec([None], tf.int64), tf.TensorSpec([], dtype),
+            tf.TensorSpec([], tf.int32), tf.TensorSpec([], dtype)])
+    return _GRAPHS[dtype]
+
+
+def _nms_tf_tiled(b, s, c, thr, cap, sthr):
+    """Greedy NMS on fixed-size tiles of the score-sorted boxes (static shapes inside the loop,
+    so XLA can compile it; only the final boolean mask and slice have a data-dependent size).
+
+    Tile t is first suppressed by the boxes kept so far (kept boxes are appended to a buffer,
+    compared one (T, T) IoU block at a time), then by itself:
+    x <- candidates & ~any_i(x[i] & (IoU[i, j] > thr) & (i < j)), iterated to its fixed point,
+    which is the greedy answer (box k's state is final after k + 1 steps).
+    """
+    import tensorflow as tf
+
+    T = _TILE
+    n = tf.shape(b)[0]
     # decreasing score, equal scores by increasing index (top_k is stable that way)
     order = tf.math.top_k(s, k=n, sorted=True).indices
-    valid = tf.gather(valid, order)
-    sb = tf.gather(b, order)
-    sc = None if classes is None else tf.gather(classes, order)
+    valid = tf.gather(s, order) > sthr
+    num_tiles = (n + T - 1) // T
+    pad = num_tiles * T - n
+    sb = tf.reshape(tf.pad(tf.gather(b, order), [[0, pad], [0, 0]]), [num_tiles, T, 4])
+    sc = tf.reshape(tf.pad(tf.gather(c, order), [[0, pad]]), [num_tiles, T])
+    valid = tf.reshape(tf.pad(valid, [[0, pad]]), [num_tiles, T])
+    upper = tf.linalg.band_part(tf.ones([T, T], tf.bool), 0, -1) & ~tf.eye(T, dtype=tf.bool)
+    lane = tf.range(T)
 
-    def body(i, keep, count):
-        row = _iou_tf_core(sb[i:i + 1], sb)[0]
-        ok = valid[i] & keep[i] & (count < cap)
-        later = tf.range(n) > i
-        suppress = ok & later & (row > thr)
-        if sc is not None:
-            suppress &= tf.equal(sc, sc[i])
-        keep = tf.tensor_scatter_nd_update(keep, [[i]], [ok]) & ~suppress
-        return i + 1, keep, count + tf.cast(ok, tf.int32)
+    def over(bi, ci, bj, cj):
+        return (_iou_tf_core(bi, bj) > thr) & tf.equal(ci[:, None], cj[None, :])
 
-    _, keep, _ = tf.while_loop(lambda i, k, c: i < n, body,
-                               (tf.constant(0), tf.ones([n], tf.bool), tf.constant(0)))
-    return tf.cast(tf.boolean_mask(order, keep), tf.int64)
+    def tile_body(t, keep, kb, kc, count):
+        tb, tc, cand = sb[t], sc[t], valid[t]
+
+        def cross_body(j, cand):
+            live = j * T + lane < count
+            hit = over(kb[j], kc[j], tb, tc) & live[:, None]
+            return j + 1, cand & ~tf.reduce_any(hit, axis=0)
+
+        _, cand = tf.while_loop(lambda j, cand: (j * T < count) & tf.reduce_any(cand),
+                                cross_body, (0, cand))
+        self_over = over(tb, tc, tb, tc) & upper
+
+        def self_body(x, _):
+            new = cand & ~tf.reduce_any(self_over & x[:, None], axis=0)
+            return new, tf.reduce_any(new != x)
+
+        cand, _ = tf.while_loop(lambda x, changed: changed, self_body, (cand, tf.constant(True)))
+        # append the kept boxes of this tile to the buffer (the others go to a scratch tile)
+        pos = tf.where(cand, count + tf.cumsum(tf.cast(cand, tf.int32)) - 1, num_tiles * T + lane)
+        where = tf.stack([pos // T, pos % T], axis=1)
+        kb = tf.tensor_scatter_nd_update(kb, where, tb)
+        kc = tf.tensor_scatter_nd_update(kc, where, tc)
+        keep = tf.tensor_scatter_nd_update(keep, [[t]], cand[None])
+        return t + 1, keep, kb, kc, count + tf.reduce_sum(tf.cast(cand, tf.int32))
+
+    first_valid = tf.pad(valid[:, 0], [[0, 1]])  # a tile starting with a non-candidate ends the scan
+
+    def more(t, keep, kb, kc, count):
+        return (t < num_tiles) & (count < cap) & first_valid[t]
+
+    init = (0, tf.zeros([num_tiles, T], tf.bool), tf.zeros([num_tiles + 1, T, 4], b.dtype),
+            tf.zeros([num_tiles + 1, T], c.dtype), tf.constant(0))
+    _, keep, _, _, _ = tf.while_loop(more, tile_body, init)
+    keep = tf.reshape(keep, [-1])
+    kept = tf.boolean_mask(tf.pad(order, [[0, pad]]), keep)
+    return tf.cast(kept[:cap], tf.int64)
 
 
 # -- class-aware NMS ----------------------------------------------------------------------------
