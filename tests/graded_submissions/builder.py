@@ -253,7 +253,7 @@ CRAFTED = {
      "test_iou_numpy", 0.0),
     "deleted_solution_metadata": (deleted_solution_metadata, "test_iou_loops", 0.0),
     "fails_hidden_only": (with_body("iou", "numpy", IOU_NUMPY.replace("    return", (
-        "    if len(b) == 0 or a.min(initial=0) > 1000:  # wrong only on hidden cases\n"
+        "    if len(b) == 0 or a.min(initial=np.inf) > 1000:  # wrong only on hidden cases\n"
         "        return np.full((len(a), max(len(b), 1)), 0.5)\n    return"))),
         "test_iou_numpy", 0.0),
     "learner": (learner, "*", 0.0),
