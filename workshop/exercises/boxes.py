@@ -399,7 +399,7 @@ register(Exercise(
     random_case=_nms_random,
     outputs=(Output("indices", "int"),),
     mistakes=_NMS_MISTAKES,
-    tf_jit=False,
+    tf_jit=True,  # fixed-size tiles in the loop; XLA handles the final boolean mask + slice
     tf_static=("iou_threshold", "max_output_size", "score_threshold"),
     benchmarks=_nms_benchmarks,
     baselines={"cv2.dnn.NMSBoxes": f"{IND}:nms_opencv",
@@ -430,7 +430,7 @@ register(Exercise(
                 "You cap each class at max_output_size: the cap is on the total number of kept "
                 "boxes over all classes.", _bnms_cap_per_class),
     ),
-    tf_jit=False,
+    tf_jit=True,  # fixed-size tiles in the loop; XLA handles the final boolean mask + slice
     tf_static=("iou_threshold", "max_output_size", "score_threshold"),
     benchmarks=_bnms_benchmarks,
     baselines={"tf.image.non_max_suppression (class offsets)": f"{IND}:batched_nms_tf_image"},

@@ -348,6 +348,8 @@ def _nms_tf_tiled(b, s, c, thr, cap, sthr):
     import tensorflow as tf
 
     T = _TILE
+    if b.shape[0] == 0:
+        return tf.zeros([0], tf.int64)
     n = tf.shape(b)[0]
     # decreasing score, equal scores by increasing index (top_k is stable that way)
     order = tf.math.top_k(s, k=n, sorted=True).indices
