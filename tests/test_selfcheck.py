@@ -26,9 +26,9 @@ def _define(key, body=None):
     ns = {"np": np}
     ex, tier = key
     sig = next(s for e, t, _, s in builder.TESTS if (e, t) == key)
-    exec(f"def {ex}_{tier}{sig}:\n{body or builder.SOLUTIONS[key]}", ns)
+    exec(f"def {ex}_{tier}{sig}:\n{body or builder.SOLUTIONS[key]}", ns)  # noqa: S102
     if key != ("iou", "numpy"):
-        exec(f"def iou_numpy(boxes1, boxes2):\n{builder.IOU_NUMPY}", ns)
+        exec(f"def iou_numpy(boxes1, boxes2):\n{builder.IOU_NUMPY}", ns)  # noqa: S102
     return ns[f"{ex}_{tier}"]
 
 
@@ -117,7 +117,7 @@ def test_grade_under_nbgrader_not_implemented_fails(nbgrader_mode):
 
 
 def test_grade_export_survives_importing_the_grader(learner_mode, capsys):
-    from workshop import grading
+    from workshop import grading  # noqa: I001
     import workshop.grading.grade  # noqa: F401  (rebinds workshop.grading.grade to the module)
     from workshop.grading import grade as g
 

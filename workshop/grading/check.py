@@ -165,7 +165,7 @@ def _empty_like(value: Any, expected: Any) -> Any:
     if isinstance(value, (list, tuple, np.ndarray)) and not isinstance(expected, (list, tuple)):
         try:
             rec, exp = np.asarray(value), np.asarray(expected)
-        except Exception:
+        except Exception:  # noqa: BLE001
             return value
         if rec.size == 0 and exp.size == 0 and rec.dtype != object and rec.ndim <= exp.ndim:
             return np.zeros(exp.shape, dtype=rec.dtype if rec.dtype.kind in "iufb" else exp.dtype)
@@ -206,7 +206,7 @@ def check_cases(exercise: Exercise, fn: Callable, cases: list[Case], tier: str |
             received = run_case(exercise, case, fn, tier)
         except NotImplementedError:
             return Verdict(exercise.name, tier, [], status=NOT_IMPLEMENTED)
-        except (Exception, SystemExit) as err:  # the learner's code raised: report it, never crash the notebook
+        except (Exception, SystemExit) as err:  # the learner's code raised: report it, never crash the notebook  # noqa: BLE001
             tb = traceback.extract_tb(err.__traceback__)
             where = f" (line {tb[-1].lineno} of {tb[-1].name})" if tb else ""
             results.append(CaseResult(case.name, False, f"raised {type(err).__name__}: {err}{where}",
@@ -226,7 +226,7 @@ def check(name: str, fn: Callable, tier: str | None = None, show: bool = True) -
     exercise = get(name)
     try:
         verdict = check_cases(exercise, fn, exercise.cases(public_only=True), tier=tier)
-    except Exception as err:  # a bug in the checker must not stop a learner's notebook
+    except Exception as err:  # a bug in the checker must not stop a learner's notebook  # noqa: BLE001
         verdict = Verdict(name, tier, [], status="error", note=f"{type(err).__name__}: {err}")
     if show:
         print(verdict.report())
@@ -252,7 +252,7 @@ def _show(verdict: Verdict) -> None:
         if get_ipython() is not None:
             display(HTML(verdict._repr_html_()))
             return
-    except Exception:  # no IPython: plain text
+    except Exception:  # no IPython: plain text  # noqa: BLE001, S110
         pass
     print(verdict.report())
 

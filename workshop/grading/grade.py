@@ -233,7 +233,7 @@ def _verdict_from_run(exercise, cases, expected, run: RunResult, tier: str):
         if got.status == "ok":
             try:
                 results.append(judge(exercise, case, got.output, expected=exp))
-            except Exception as err:  # a comparison that cannot even run is a failed case
+            except Exception as err:  # a comparison that cannot even run is a failed case  # noqa: BLE001
                 results.append(CaseResult(case.name, False, f"could not compare: {err}",
                                           public=case.public))
         else:
@@ -380,7 +380,7 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
         tests, warnings = tests_cache[sol]
         try:
             res = grade_notebook(path, tests, student, expected, limits, budget)
-        except Exception as err:  # a grader bug must not lose the other submissions
+        except Exception as err:  # a grader bug must not lose the other submissions  # noqa: BLE001
             res = SubmissionResult(student, path.name, str(path),
                                    error=f"internal grader error: {type(err).__name__}: {err}")
         res.warnings += warnings

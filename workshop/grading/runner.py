@@ -284,12 +284,12 @@ class _CappedWriter:
             self.left -= len(piece)
             try:
                 self.stream.write(piece)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110
                 pass
             if self.left <= 0:
                 try:
                     self.stream.write("\n[... further output dropped ...]\n")
-                except Exception:
+                except Exception:  # noqa: BLE001, S110
                     pass
         self.dropped += max(0, len(text) - max(self.left, 0))
         return len(text)
@@ -297,7 +297,7 @@ class _CappedWriter:
     def flush(self):
         try:
             self.stream.flush()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110
             pass
 
     def isatty(self):
@@ -357,7 +357,7 @@ def _child_setup(limits: dict, blocked: list) -> None:
         import workshop  # noqa: F401  (the light package __init__; helpers stay importable)
 
         sys.modules["workshop"].grading = stub
-    except Exception:
+    except Exception:  # noqa: BLE001, S110
         pass
 
 
@@ -431,13 +431,13 @@ def _child_main(jobdir: str) -> None:
                         top = alias.name.split(".")[0]
                         ns[top] = _LazyModule(alias.name, top=True)
             else:
-                exec(compile(stmt, "<imports>", "exec"), ns)
+                exec(compile(stmt, "<imports>", "exec"), ns)  # noqa: S102
         except BaseException as err:  # noqa: BLE001 - an import that fails is simply absent
             result["setup_errors"].append(f"{stmt}: {type(err).__name__}")
     cells = job["cells"]
     for label, src in cells:
         try:
-            exec(compile(src, f"<cell {label}>", "exec"), ns)
+            exec(compile(src, f"<cell {label}>", "exec"), ns)  # noqa: S102
         except BaseException as err:  # noqa: BLE001 - SystemExit too
             msg = f"cell {label!r} {_describe_error(err)}"
             result["setup_errors"].append(msg)
