@@ -53,10 +53,10 @@ bench: $(BENCH_STAMP)
 release: setup
 	$(BIN)/python -m workshop release
 
-SUBMISSIONS ?= submitted
+SUBMISSIONS ?= nbgrader/submitted
 OUT ?= results
 grade: setup
-	$(BIN)/python -m workshop grade $(SUBMISSIONS) --out $(OUT) --jobs $(JOBS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m workshop grade $(SUBMISSIONS) --solutions solutions --out $(OUT) --jobs $(JOBS)
 
 course-report: checkpoint
 	$(BIN)/python -m workshop course-report
