@@ -48,7 +48,7 @@ class DetectorConfig:
     min_size: float = 4.0
     # RoI sampling for the box head
     rois_per_image: int = 64
-    fg_fraction: float = 0.25
+    fg_fraction: float = 0.5
     fg_iou: float = 0.5
     bg_iou: float = 0.5
     pool_size: int = 7
