@@ -129,15 +129,16 @@ def reference_anchors_numpy(base_size, aspect_ratios, scales) -> np.ndarray:
 
 
 def reference_anchors_tf(base_size, aspect_ratios, scales):
-    """:func:`reference_anchors_loops` in TensorFlow: tensors (or Python numbers) in, a float
-    tensor ``(R * S, 4)`` out (float64 unless the ratios are float32). Works under
+    """:func:`reference_anchors_loops` in TensorFlow: tensors (or Python numbers and lists) in, a
+    float tensor ``(R * S, 4)`` out (float64, or float32 when the ratios are a float32 tensor). Works under
     ``tf.function(jit_compile=True)``."""
     import tensorflow as tf
 
-    ratios = tf.convert_to_tensor(aspect_ratios)
+    as_t = lambda v: v if isinstance(v, (tf.Tensor, tf.Variable)) else tf.constant(np.asarray(v, np.float64))  # noqa: E731
+    ratios = as_t(aspect_ratios)
     dtype = ratios.dtype if ratios.dtype.is_floating else tf.float64
     ratios = tf.reshape(tf.cast(ratios, dtype), [-1])
-    sizes = tf.reshape(tf.cast(tf.convert_to_tensor(scales), dtype), [-1])
+    sizes = tf.reshape(tf.cast(as_t(scales), dtype), [-1])
     base = _tf_scalar(base_size, dtype)
     if tf.executing_eagerly():  # the numpy rules, while values are at hand
         _positive(base.numpy(), "base_size")
