@@ -90,7 +90,11 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
         try:
             fn(*call_args, **call_kwargs)  # warm-up (and tracing for tf.function)
         except NotImplementedError:
-            rows.append({"implementation": label, "seconds": None})
+            rows.append({"implementation": label, "seconds": None, "note": NOT_IMPLEMENTED})
+            continue
+        except Exception as err:  # a half-finished answer must not stop the timing cell
+            rows.append({"implementation": label, "seconds": None,
+                         "note": f"error: {type(err).__name__}"})
             continue
         rows.append({"implementation": label,
                      "seconds": _median_seconds(fn, call_args, call_kwargs, repeat, budget)})
@@ -102,7 +106,7 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
           f"{'vs reference':>16}")
     for r in rows:
         if r["seconds"] is None:
-            print(f"{r['implementation']:<22}{NOT_IMPLEMENTED:>14}")
+            print(f"{r['implementation']:<22}{r['note']:>14}")
             continue
         r["speedup"] = base / r["seconds"]
         r["vs_reference"] = ref / r["seconds"] if ref else None

@@ -295,12 +295,18 @@ def program_for(nb: dict, grade_id: str, function: str) -> Program | None:
 
 
 # -- writing (tests and notebook authors) --------------------------------------------------
-def solution_cell(exercise: str, tier: str, body: str, signature: str | None = None) -> Any:
-    """A solution cell following the convention; ``body`` is the function body (indented)."""
+def solution_cell(exercise: str, tier: str, body: str, signature: str | None = None,
+                  doc: str | None = None) -> Any:
+    """A solution cell following the convention; ``body`` is the function body (indented);
+    ``doc``, the docstring, stays above the solution region so learners keep it."""
     import nbformat
 
     name = solution_id(exercise, tier)
     head = f"def {name}{signature or '(*args, **kwargs)'}:"
+    if doc:
+        lines = doc.strip("\n").splitlines()
+        head += '\n    """' + "\n".join(("    " + ln if ln.strip() and i else ln) for i, ln in enumerate(lines)) + '\n    """'
+
     src = f"{head}\n    ### BEGIN SOLUTION\n{body.rstrip()}\n    ### END SOLUTION"
     cell = nbformat.v4.new_code_cell(src)
     cell.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False,
