@@ -424,5 +424,5 @@ RPN_PROPOSALS = register(Exercise(
     ),
     tf_static=("image_shape", "pre_nms_top_n", "post_nms_top_n", "nms_threshold", "min_size"),
     benchmarks=_proposals_benchmarks,
-    baselines={"tf.image.generate_bounding_box_proposals": f"{REF}:rpn_proposals_builtin"},
+    # no baseline: tf.image.generate_bounding_box_proposals has a GPU kernel only
 ))

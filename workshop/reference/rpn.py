@@ -41,8 +41,7 @@ import numpy as np
 from ..conventions import as_boxes, as_scores
 
 __all__ = ["rpn_targets_loops", "rpn_targets_numpy", "rpn_targets_tf",
-           "rpn_proposals_loops", "rpn_proposals_numpy", "rpn_proposals_tf",
-           "rpn_proposals_builtin"]
+           "rpn_proposals_loops", "rpn_proposals_numpy", "rpn_proposals_tf"]
 
 
 # -- argument checks ---------------------------------------------------------------------------
@@ -381,31 +380,3 @@ def rpn_proposals_tf(anchors, objectness, deltas, image_shape, pre_nms_top_n=600
                   score_threshold=0.0)
     final = tf.gather(top, keep)
     return tf.gather(boxes, final), tf.gather(s, final)
-
-
-# ============================================================================================
-# industry baseline (benchmark only)
-# ============================================================================================
-def rpn_proposals_builtin(anchors, objectness, deltas, image_shape, pre_nms_top_n=6000,
-                          post_nms_top_n=300, nms_threshold=0.7, min_size=0):
-    """``tf.image.generate_bounding_box_proposals`` behind our signature, for the benchmark.
-
-    It is Detectron's (Caffe2) GenerateProposals: boxes in yxyx, sizes with the legacy "+1"
-    pixel, its own score sort; its boxes differ from ours by about a pixel, so it is a speed
-    baseline, not a reference. Anchors are taken as one ``(1, N, 4)`` list on a 1x1 "map".
-    """
-    import tensorflow as tf
-
-    a, s, d, H, W, pre, post, thr, size = _proposal_args(
-        anchors, objectness, deltas, image_shape, pre_nms_top_n, post_nms_top_n, nms_threshold, min_size)
-    n = a.shape[0]
-    anchors_yxyx = tf.constant(a[None][:, :, [1, 0, 3, 2]], tf.float32)          # (1, N, 4)
-    deltas_yxhw = tf.constant(d[:, [1, 0, 3, 2]].reshape(1, 1, 1, 4 * n), tf.float32)
-    scores = tf.constant(s.reshape(1, 1, 1, n), tf.float32)
-    info = tf.constant([[H, W, 1.0, 1.0, 1.0]], tf.float32)
-    rois, roi_probs = tf.image.generate_bounding_box_proposals(
-        scores, deltas_yxhw, info, anchors_yxyx, nms_threshold=thr, pre_nms_topn=pre,
-        min_size=size, post_nms_topn=post)
-    keep = roi_probs[0] > 0
-    boxes = tf.boolean_mask(rois[0], keep).numpy()[:, [1, 0, 3, 2]].astype(np.float64)
-    return boxes, tf.boolean_mask(roi_probs[0], keep).numpy().astype(np.float64)
