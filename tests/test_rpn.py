@@ -183,7 +183,7 @@ def test_loss_zero_for_perfect_predictions_and_ignores_ignored():
     # and a wrong prediction on a sampled anchor does count
     bad = logits.copy()
     bad[labels == 1] = -30.0
-    total, obj, box = M.rpn_loss(bad, targets, labels, targets, return_parts=True)
+    _, obj, box = M.rpn_loss(bad, targets, labels, targets, return_parts=True)
     assert float(obj) > 1.0 and float(box) < 1e-6
     # normalised by the sampled anchors: one wrong positive adds 30 / (number sampled)
     one = logits.copy()

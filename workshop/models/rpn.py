@@ -27,8 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sampling_priority", "sampling_priority_tf", "RPNHead", "rpn_objectness_loss",
-           "rpn_box_loss", "rpn_loss", "smooth_l1"]
+__all__ = [
+    "RPNHead",  # noqa: F822  (built lazily by __getattr__)
+    "rpn_box_loss",
+    "rpn_loss",
+    "rpn_objectness_loss",
+    "sampling_priority",
+    "sampling_priority_tf",
+    "smooth_l1",
+]
 
 MASK32 = 0xFFFFFFFF
 MIX = 0x045D9F3B

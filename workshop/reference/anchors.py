@@ -28,8 +28,14 @@ import numpy as np
 
 from ..conventions import as_boxes
 
-__all__ = ["reference_anchors_loops", "reference_anchors_numpy", "reference_anchors_tf",
-           "grid_anchors_loops", "grid_anchors_numpy", "grid_anchors_tf"]
+__all__ = [
+    "grid_anchors_loops",
+    "grid_anchors_numpy",
+    "grid_anchors_tf",
+    "reference_anchors_loops",
+    "reference_anchors_numpy",
+    "reference_anchors_tf",
+]
 
 
 # -- argument checks ---------------------------------------------------------------------------
@@ -134,7 +140,7 @@ def reference_anchors_tf(base_size, aspect_ratios, scales):
     ``tf.function(jit_compile=True)``."""
     import tensorflow as tf
 
-    as_t = lambda v: v if isinstance(v, (tf.Tensor, tf.Variable)) else tf.constant(np.asarray(v, np.float64))  # noqa: E731
+    as_t = lambda v: v if isinstance(v, (tf.Tensor, tf.Variable)) else tf.constant(np.asarray(v, np.float64))
     ratios = as_t(aspect_ratios)
     dtype = ratios.dtype if ratios.dtype.is_floating else tf.float64
     ratios = tf.reshape(tf.cast(ratios, dtype), [-1])

@@ -26,8 +26,15 @@ import numpy as np
 
 from ..conventions import as_boxes
 
-__all__ = ["encode_loops", "encode_numpy", "encode_tf", "decode_loops", "decode_numpy",
-           "decode_tf", "SCALE_CLAMP"]
+__all__ = [
+    "SCALE_CLAMP",
+    "decode_loops",
+    "decode_numpy",
+    "decode_tf",
+    "encode_loops",
+    "encode_numpy",
+    "encode_tf",
+]
 
 SCALE_CLAMP = math.log(1000.0 / 16)   # largest dw / ww (and dh / wh) decode lets through exp
 

@@ -40,8 +40,14 @@ import numpy as np
 
 from ..conventions import as_boxes, as_scores
 
-__all__ = ["rpn_targets_loops", "rpn_targets_numpy", "rpn_targets_tf",
-           "rpn_proposals_loops", "rpn_proposals_numpy", "rpn_proposals_tf"]
+__all__ = [
+    "rpn_proposals_loops",
+    "rpn_proposals_numpy",
+    "rpn_proposals_tf",
+    "rpn_targets_loops",
+    "rpn_targets_numpy",
+    "rpn_targets_tf",
+]
 
 
 # -- argument checks ---------------------------------------------------------------------------
@@ -115,8 +121,7 @@ def rpn_targets_loops(anchors, gt_boxes, image_shape, positive_iou=0.7, negative
     for i in range(n):
         if inside[i]:
             for j in range(m):
-                if iou[i][j] > best[j]:
-                    best[j] = iou[i][j]
+                best[j] = max(best[j], iou[i][j])
     labels = [-1] * n
     matched = [0] * n
     for i in range(n):
@@ -246,7 +251,8 @@ def rpn_targets_tf(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_io
     gt = tf.gather(g_pad, matched)
     gw, gh = gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]
     aw, ah = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
-    safe = lambda v: tf.where(keep_pos, v, tf.ones_like(v))  # noqa: E731  (no log(0) off the positives)
+    # sizes of 1 off the positives: no log(0) there (those rows are zeroed below)
+    safe = lambda v: tf.where(keep_pos, v, tf.ones_like(v))
     gw, gh, aw, ah = safe(gw), safe(gh), safe(aw), safe(ah)
     gx, gy = gt[:, 0] + 0.5 * gw, gt[:, 1] + 0.5 * gh
     ax, ay = a[:, 0] + 0.5 * aw, a[:, 1] + 0.5 * ah
