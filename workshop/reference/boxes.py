@@ -308,7 +308,8 @@ def _nms_tf(boxes, scores, classes, iou_threshold, max_output_size, score_thresh
         bp = tf.pad(b, [[0, pad], [0, 0]])
         sp = tf.pad(s, [[0, pad]], constant_values=float("-inf"))
         cp = tf.pad(c, [[0, pad]])
-        return _nms_tf_graph(b.dtype)(bp, sp, cp, thr, tf.minimum(cap, nb), sthr)
+        # XLA pays off on large inputs; small ones skip its compile time
+        return _nms_tf_graph(b.dtype, nb > 2 * _TILE)(bp, sp, cp, thr, tf.minimum(cap, nb), sthr)
     return _nms_tf_tiled(b, s, c, thr, cap, sthr)
 
 
@@ -325,15 +326,15 @@ def _tf_scalar(value, dtype):
 _GRAPHS: dict = {}
 
 
-def _nms_tf_graph(dtype):
+def _nms_tf_graph(dtype, jit):
     import tensorflow as tf
 
-    if dtype not in _GRAPHS:
-        _GRAPHS[dtype] = tf.function(_nms_tf_tiled, jit_compile=True, input_signature=[
+    if (dtype, jit) not in _GRAPHS:
+        _GRAPHS[dtype, jit] = tf.function(_nms_tf_tiled, jit_compile=jit, input_signature=[
             tf.TensorSpec([None, 4], dtype), tf.TensorSpec([None], dtype),
             tf.TensorSpec([None], tf.int64), tf.TensorSpec([], dtype),
             tf.TensorSpec([], tf.int32), tf.TensorSpec([], dtype)])
-    return _GRAPHS[dtype]
+    return _GRAPHS[dtype, jit]
 
 
 def _nms_tf_tiled(b, s, c, thr, cap, sthr):
@@ -354,7 +355,7 @@ def _nms_tf_tiled(b, s, c, thr, cap, sthr):
     # decreasing score, equal scores by increasing index (top_k is stable that way)
     order = tf.math.top_k(s, k=n, sorted=True).indices
     valid = tf.gather(s, order) > sthr
-    num_tiles = (n + T - 1) // T
+    num_tiles = tf.maximum((n + T - 1) // T, 1)  # at least one (padded) tile, even for n = 0
     pad = num_tiles * T - n
     sb = tf.reshape(tf.pad(tf.gather(b, order), [[0, pad], [0, 0]]), [num_tiles, T, 4])
     sc = tf.reshape(tf.pad(tf.gather(c, order), [[0, pad]]), [num_tiles, T])
@@ -399,8 +400,8 @@ def _nms_tf_tiled(b, s, c, thr, cap, sthr):
             tf.zeros([num_tiles + 1, T], c.dtype), tf.constant(0))
     _, keep, _, _, _ = tf.while_loop(more, tile_body, init)
     keep = tf.reshape(keep, [-1])
-    kept = tf.boolean_mask(tf.pad(order, [[0, pad]]), keep)
-    return tf.cast(kept[:cap], tf.int64)
+    keep &= tf.cumsum(tf.cast(keep, tf.int32)) <= cap  # a mask, not a slice: cap stays a runtime value
+    return tf.cast(tf.boolean_mask(tf.pad(order, [[0, pad]]), keep), tf.int64)
 
 
 # -- class-aware NMS ----------------------------------------------------------------------------
