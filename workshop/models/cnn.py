@@ -15,12 +15,10 @@ BACKBONE_CHANNELS = 96       # channels of the backbone's last feature map
 def _conv_block(x, filters: int, name: str, pool: bool = True):
     from keras import layers
 
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn1")(x)
-    x = layers.ReLU(name=f"{name}_relu1")(x)
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn2")(x)
-    x = layers.ReLU(name=f"{name}_relu2")(x)
+    # no batch normalisation: the detector trains with 8 images a batch, and frozen features
+    # (chapter 2) then behave the same in training and inference
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv1")(x)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv2")(x)
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     return x
@@ -74,8 +72,8 @@ def build_classifier_on(backbone, num_classes: int, input_shape=(64, 64, 3),
                         trainable_backbone: bool = True, name: str = "classifier"):
     """A classification head (global pooling + dense logits) on top of ``backbone``.
 
-    With ``trainable_backbone=False`` the backbone is frozen (feature extraction) and runs in
-    inference mode (its batch-norm statistics stay fixed); with True it is fine-tuned.
+    With ``trainable_backbone=False`` the backbone is frozen (feature extraction); with True it
+    is fine-tuned.
     """
     import keras
     from keras import layers
