@@ -245,10 +245,141 @@ def nms_loops(boxes, scores, iou_threshold, max_output_size=None, score_threshol
 
 
 def nms_numpy(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> np.ndarray:
-    """Greedy NMS, vectorized. Same arguments and result as :func:`nms_loops`."""
+    """Greedy NMS, vectorized. Same arguments and result as :func:`nms_loops`.
+
+    How (see :func:`_nms_sweep`): instead of the IoU of every kept box with every later box,
+    find the pairs that CAN exceed the threshold with a sort-and-sweep along one axis, compute
+    their exact float64 IoU, then resolve the greedy order on that graph in a few vectorized
+    rounds. Falls back to the textbook loop when the boxes pile up so much that the pair list
+    would be huge (then each kept box removes many boxes and the textbook loop is quick).
+    """
     b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
-    order = _order(s, sthr)
-    return _nms_greedy_numpy(b, order, thr, cap)
+    return _nms_fast(b, _order(s, sthr), thr, cap)
+
+
+def _nms_fast(b, order, thr, cap, classes=None):
+    """Textbook greedy while each kept box removes many others (piled-up boxes, e.g. RPN
+    proposals); once 16 kept boxes in a row remove fewer than 64 boxes, the remaining candidates
+    (none suppressed by the boxes kept so far) go to the sweep. Same answer either way."""
+    kept: list[int] = []
+    remaining = order
+    removed_in_window, sweep_ok = 0, True
+    while remaining.size and len(kept) < cap:
+        if sweep_ok and kept and len(kept) % 16 == 0 and removed_in_window < 64:
+            rest = _nms_sweep(b[remaining], thr, None if classes is None else classes[remaining])
+            if rest is not None:
+                kept.extend(remaining[rest[:cap - len(kept)]].tolist())
+                break
+            sweep_ok = False  # too many pairs: the textbook loop is the better tool here
+        if len(kept) % 16 == 0:
+            removed_in_window = 0
+        i = remaining[0]
+        kept.append(int(i))
+        rest = remaining[1:]
+        drop = _iou_core(b[i:i + 1], b[rest])[0] > thr
+        if classes is not None:
+            drop &= classes[rest] == classes[i]
+        remaining = rest[~drop]
+        removed_in_window += int(rest.size - remaining.size)
+    return np.array(kept, dtype=np.int64)
+
+
+_PAIR_BUDGET = 2_000_000     # candidate pairs handled per chunk
+_PAIR_LIMIT = 12_000_000     # above this, the textbook loop is the better tool
+
+
+def _sweep_counts(lo_edge, width, thr):
+    """Sort boxes by their low edge; box a can only pair (IoU > thr) with a box b starting at or
+    after it if ``b.lo < a.lo + (1 - thr) * a.width`` (the overlap must exceed thr * a.width, as
+    IoU <= overlap / width). Returns the sort order, each box's first and end partner position."""
+    srt = np.argsort(lo_edge, kind="stable")
+    ks = lo_edge[srt]
+    ws = width[srt]
+    # widen the window by a hair: the exact IoU test below decides; the window only prunes
+    reach = ks + (1.0 - thr) * ws * (1.0 + 1e-9) + 1e-9 * (np.abs(ks) + ws) + 1e-300
+    hi = np.searchsorted(ks, reach, side="right")
+    lo = np.arange(1, ks.size + 1)
+    return srt, lo, np.maximum(hi, lo)
+
+
+def _nms_sweep(sb, thr, sc=None):
+    """Kept positions (ascending, i.e. in score order) of greedy NMS on score-sorted boxes
+    ``sb`` (M, 4) float64, or None when too many candidate pairs (caller falls back)."""
+    m = sb.shape[0]
+    x1, y1, x2, y2 = sb[:, 0], sb[:, 1], sb[:, 2], sb[:, 3]
+    w, h = x2 - x1, y2 - y1
+    area = w * h
+    live = np.flatnonzero(area > 0)  # zero-area boxes have IoU 0 with everything: no edges
+    best = None
+    for lo_edge, width in ((x1, w), (y1, h)):
+        srt, lo, hi = _sweep_counts(lo_edge[live], width[live], thr)
+        total = int((hi - lo).sum())
+        if best is None or total < best[0]:
+            best = (total, live[srt], lo, hi)
+    total, ids, lo, hi = best
+    if total > _PAIR_LIMIT:
+        return None
+    cnt = hi - lo
+    ends = np.cumsum(cnt)
+    srcs, dsts = [], []
+    p0 = 0
+    while p0 < ids.size:  # chunks of about _PAIR_BUDGET pairs
+        base = ends[p0 - 1] if p0 else 0
+        p1 = max(p0 + 1, int(np.searchsorted(ends, base + _PAIR_BUDGET, side="right")))
+        c = cnt[p0:p1]
+        n_pairs = int(c.sum())
+        if n_pairs:
+            first = np.repeat(np.arange(p0, p1), c)
+            second = np.arange(n_pairs) - np.repeat(ends[p0:p1] - c - base, c) + np.repeat(lo[p0:p1], c)
+            a, bb = ids[first], ids[second]
+            iw = np.minimum(x2[a], x2[bb])
+            iw -= np.maximum(x1[a], x1[bb])
+            np.maximum(iw, 0.0, out=iw)
+            ih = np.minimum(y2[a], y2[bb])
+            ih -= np.maximum(y1[a], y1[bb])
+            np.maximum(ih, 0.0, out=ih)
+            iw *= ih                                   # intersection
+            union = area[a] + area[bb]
+            union -= iw
+            hit = iw > thr * union if thr > 0 else iw > 0   # cheap pre-test, exact one below
+            a, bb, iw, union = a[hit], bb[hit], iw[hit], union[hit]
+            hit = (iw / union) > thr                   # the same float64 IoU as iou_numpy
+            if sc is not None:
+                hit &= sc[a] == sc[bb]
+            a, bb = a[hit], bb[hit]
+            srcs.append(np.minimum(a, bb))
+            dsts.append(np.maximum(a, bb))
+        p0 = p1
+    src = np.concatenate(srcs) if srcs else np.zeros(0, np.intp)
+    dst = np.concatenate(dsts) if dsts else np.zeros(0, np.intp)
+    return _greedy_on_graph(m, src, dst)
+
+
+def _greedy_on_graph(m, src, dst):
+    """Greedy keep/remove on a suppression graph (edge src -> dst, src earlier in score order):
+    a box is kept iff no earlier KEPT box points at it. Resolved in vectorized rounds: boxes with
+    no live incoming edge are kept, boxes pointed at by a kept box are removed, edges touching
+    resolved boxes are dropped. Long chains finish with a plain loop."""
+    status = np.zeros(m, np.int8)          # 0 unknown, 1 kept, 2 removed
+    for _ in range(64):
+        blocked = np.zeros(m, bool)
+        blocked[dst] = True
+        status[(status == 0) & ~blocked] = 1
+        if dst.size == 0:
+            break
+        status[dst[status[src] == 1]] = 2
+        live = (status[src] == 0) & (status[dst] == 0)
+        src, dst = src[live], dst[live]
+    else:  # a long chain of boxes each suppressing the next: finish sequentially
+        by_src = np.argsort(src, kind="stable")
+        src, dst = src[by_src], dst[by_src]
+        starts = np.searchsorted(src, np.arange(m + 1))
+        for i in np.flatnonzero(status == 0).tolist():
+            if status[i] == 0:
+                status[i] = 1
+                out = dst[starts[i]:starts[i + 1]]
+                status[out[status[out] == 0]] = 2
+    return np.flatnonzero(status == 1)
 
 
 def _nms_greedy_numpy(b, order, thr, cap, classes=None):
@@ -431,7 +562,7 @@ def batched_nms_numpy(boxes, scores, classes, iou_threshold, max_output_size=Non
     """Class-aware NMS, vectorized. Same arguments and result as :func:`batched_nms_loops`."""
     b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
     c = _check_classes(classes, b.shape[0])
-    return _nms_greedy_numpy(b, _order(s, sthr), thr, cap, classes=c)
+    return _nms_fast(b, _order(s, sthr), thr, cap, classes=c)
 
 
 def batched_nms_tf(boxes, scores, classes, iou_threshold, max_output_size=None,
