@@ -102,8 +102,8 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
     base = timed[0]["seconds"] if timed else None
     ref = next((r["seconds"] for r in rows if r["implementation"].startswith("reference")
                 and r["seconds"] is not None), None)
-    print(f"{'implementation':<22}{'median time':>14}{'vs ' + (timed[0]['implementation'] if timed else ''):>22}"
-          f"{'vs reference':>16}")
+    first = timed[0]["implementation"] if timed else ""
+    print(f"{'implementation':<22}{'median time':>14}  {'vs ' + first:>20}{'vs reference':>16}")
     for r in rows:
         if r["seconds"] is None:
             print(f"{r['implementation']:<22}{r['note']:>14}")
@@ -111,5 +111,5 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
         r["speedup"] = base / r["seconds"]
         r["vs_reference"] = ref / r["seconds"] if ref else None
         vs_ref = f"{r['vs_reference']:.2f}x" if r["vs_reference"] else "-"
-        print(f"{r['implementation']:<22}{r['seconds'] * 1e3:>11.2f} ms{r['speedup']:>21.1f}x{vs_ref:>16}")
+        print(f"{r['implementation']:<22}{r['seconds'] * 1e3:>11.2f} ms  {r['speedup']:>19.1f}x{vs_ref:>16}")
     return rows
