@@ -258,32 +258,47 @@ def nms_numpy(boxes, scores, iou_threshold, max_output_size=None, score_threshol
 
 
 def _nms_fast(b, order, thr, cap, classes=None):
-    """Textbook greedy while each kept box removes many others (piled-up boxes, e.g. RPN
-    proposals); once 16 kept boxes in a row remove fewer than 64 boxes, the remaining candidates
-    (none suppressed by the boxes kept so far) go to the sweep. Same answer either way."""
+    """Blocked greedy while the kept boxes remove many others (piled-up boxes, e.g. RPN
+    proposals): the best ``_BLOCK`` remaining candidates are resolved among themselves (a small
+    IoU matrix and a short loop; they are a prefix of the score order, so this is exact), then
+    their kept boxes suppress the rest in one (k, R) IoU matrix. Once a block removes fewer than
+    ``_SWITCH`` boxes, the remaining candidates (none suppressed by the boxes kept so far) go to
+    the sweep. Same answer either way."""
     kept: list[int] = []
-    remaining = order
-    removed_in_window, sweep_ok = 0, True
-    while remaining.size and len(kept) < cap:
-        if sweep_ok and kept and len(kept) % 16 == 0 and removed_in_window < 64:
-            rest = _nms_sweep(b[remaining], thr, None if classes is None else classes[remaining])
-            if rest is not None:
-                kept.extend(remaining[rest[:cap - len(kept)]].tolist())
+    rb = b[order]
+    idx = order.astype(np.intp)
+    rc = None if classes is None else classes[order]
+    sweep_ok = True
+    while idx.size and len(kept) < cap:
+        k = min(_BLOCK, idx.size)
+        blk = rb[:k]
+        over = np.triu(_iou_core(blk, blk) > thr, 1)
+        if rc is not None:
+            over &= rc[:k, None] == rc[None, :k]
+        alive = np.ones(k, bool)
+        for i, row in enumerate(over):
+            if alive[i] and row.any():
+                alive &= ~row
+        new = np.flatnonzero(alive)
+        kept.extend(idx[new].tolist())
+        rest = rb[k:]
+        drop = _iou_core(blk[new], rest) > thr
+        if rc is not None:
+            drop &= rc[new][:, None] == rc[None, k:]
+        stay = ~drop.any(axis=0)
+        rb, idx = rest[stay], idx[k:][stay]
+        rc = None if rc is None else rc[k:][stay]
+        if sweep_ok and idx.size and len(kept) < cap and int(stay.size - idx.size) < _SWITCH:
+            sub = _nms_sweep(rb, thr, rc)
+            if sub is not None:
+                kept.extend(idx[sub].tolist())
                 break
-            sweep_ok = False  # too many pairs: the textbook loop is the better tool here
-        if len(kept) % 16 == 0:
-            removed_in_window = 0
-        i = remaining[0]
-        kept.append(int(i))
-        rest = remaining[1:]
-        drop = _iou_core(b[i:i + 1], b[rest])[0] > thr
-        if classes is not None:
-            drop &= classes[rest] == classes[i]
-        remaining = rest[~drop]
-        removed_in_window += int(rest.size - remaining.size)
-    return np.array(kept, dtype=np.int64)
+            sweep_ok = False  # too many pairs: blocks are the better tool here
+    return np.array(kept[:cap], dtype=np.int64)
 
 
+_BLOCK = 64
+_SWITCH = 256
 _PAIR_BUDGET = 2_000_000     # candidate pairs handled per chunk
 _PAIR_LIMIT = 12_000_000     # above this, the textbook loop is the better tool
 
