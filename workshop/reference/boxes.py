@@ -247,11 +247,11 @@ def nms_loops(boxes, scores, iou_threshold, max_output_size=None, score_threshol
 def nms_numpy(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> np.ndarray:
     """Greedy NMS, vectorized. Same arguments and result as :func:`nms_loops`.
 
-    How (see :func:`_nms_sweep`): instead of the IoU of every kept box with every later box,
-    find the pairs that CAN exceed the threshold with a sort-and-sweep along one axis, compute
-    their exact float64 IoU, then resolve the greedy order on that graph in a few vectorized
-    rounds. Falls back to the textbook loop when the boxes pile up so much that the pair list
-    would be huge (then each kept box removes many boxes and the textbook loop is quick).
+    How: while kept boxes remove many others (piled-up boxes), blocked greedy (:func:`_nms_fast`):
+    the best 64 remaining candidates are resolved among themselves, then suppress the rest in one
+    IoU matrix. Once few boxes are removed per block, the rest goes to :func:`_nms_sweep`: find
+    the pairs that CAN exceed the threshold by a sort-and-sweep along one axis, compute their
+    exact float64 IoU, and resolve the greedy order on that graph in vectorized rounds.
     """
     b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
     return _nms_fast(b, _order(s, sthr), thr, cap)
