@@ -13,7 +13,8 @@ Archive layout (flat: regular files only, no directories, links, absolute paths 
     classifier.weights.h5       Keras weights (or <name>.keras whole models) for
     backbone.weights.h5         classifier, backbone, unet and detector
     unet.weights.h5
-    detector.weights.h5
+    detector_rpn.weights.h5     the detector's backbone + RPN, and its box head
+    detector_head.weights.h5
 
 ``checkpoint/MANIFEST.json`` (kept in git) holds the same member list plus the archive's own
 ``{"name", "sha256", "size"}``. An unpacked checkpoint directory holds the members,
