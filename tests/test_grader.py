@@ -375,3 +375,18 @@ def test_nbgrader_pipeline(tmp_path):
     for case in grading_cases(get("iou")):
         if not case.public:
             assert case.describe() not in fb
+
+
+def test_a_helper_import_that_reaches_the_answers_costs_nothing(tmp_path):
+    """A demonstration cell may import workshop.evaluation (which loads the reference); blocked
+    in the sandbox, that import is simply absent: the learner's own solution still scores."""
+    from workshop.grading.grade import Expected, grade_notebook
+
+    nb = builder.build()
+    nb.cells.insert(1, nbformat.v4.new_code_cell("from workshop.evaluation import coco_evaluate"))
+    path = tmp_path / "bob" / builder.NOTEBOOK
+    path.parent.mkdir()
+    nbformat.write(nb, str(path))
+    tests, _ = nbk.graded_tests(builder.build())
+    res = grade_notebook(path, tests[:1], "bob", Expected(), Limits(wall=60))
+    assert res.tests[0].status == "passed", res.tests[0].message
