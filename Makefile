@@ -32,7 +32,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 checkpoint: setup
-	PYTHON=$(BIN)/python ./download_checkpoint.sh --if-available
+	PYTHON=$(BIN)/python ./download_checkpoint.sh
 
 lab: checkpoint
 	$(BIN)/jupyter lab --no-browser --ip=$(IP) --port=$(PORT) --ServerApp.root_dir=notebooks
