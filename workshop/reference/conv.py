@@ -43,26 +43,8 @@ __all__ = [
 ]
 
 
-# -- shared geometry -------------------------------------------------------------------------
-def _pair(value, name: str) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    else:
-        try:
-            pair = tuple(int(v) for v in value)
-        except TypeError:
-            raise ValueError(f"{name}: expected an int or a pair (sh, sw), got {value!r}") from None
-        if len(pair) != 2:
-            raise ValueError(f"{name}: expected an int or a pair (sh, sw), got {value!r}")
-    if min(pair) < 1:
-        raise ValueError(f"{name}: expected positive values, got {value!r}")
-    return pair
-
-
-def _padding(padding) -> str:
-    if not isinstance(padding, str) or padding.upper() not in ("VALID", "SAME"):
-        raise ValueError(f"padding: expected 'VALID' or 'SAME', got {padding!r}")
-    return padding.upper()
+# -- shared geometry (the same argument rules as the transposed convolution) ------------------
+from .transpose_conv import _padding, _pair  # noqa: E402
 
 
 def conv2d_output_size(size: int, kernel_size: int, stride: int, padding: str) -> tuple[int, int, int]:
