@@ -201,14 +201,23 @@ def format_table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workshop.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", help="comma-separated exercise names (default: all with benchmarks)")
+    parser.add_argument("--only", help="comma-separated exercise names, or coco for the COCO "
+                        "evaluation table (default: everything)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per implementation (median)")
     parser.add_argument("--quick", action="store_true", help=f"shrink every case to {QUICK_ROWS} rows")
     parser.add_argument("--loop-budget", type=float, default=60.0,
                         help="seconds above which the loops tier is extrapolated, not run")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",")] if args.only else None
-    run(only, repeat=args.repeat, quick=args.quick, loop_budget=args.loop_budget)
+    registry_only = [n for n in only if n != "coco"] if only else None
+    if only is None or registry_only:
+        run(registry_only, repeat=args.repeat, quick=args.quick, loop_budget=args.loop_budget)
+    if only is None or "coco" in only:
+        # COCO evaluation is a whole-data-set benchmark, not one exercise: its own table
+        from . import bench_coco
+
+        print("\nCOCO evaluation (python -m workshop.bench_coco; --only coco):")
+        print(bench_coco.format_rows(bench_coco.run(quick=args.quick)))
     return 0
 
 
