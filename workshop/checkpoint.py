@@ -610,17 +610,20 @@ def _fetch_sidecar(url: str, timeout: float) -> str | None:
     return token
 
 
-def _download(url: str, dest: Path, timeout: float, say) -> None:
+def _download(url: str, dest: Path, timeout: float, say, magic: bytes = b"\x1f\x8b",
+              what: str = "the checkpoint archive", max_bytes: int | None = MAX_DOWNLOAD_BYTES) -> None:
+    """Stream ``url`` into ``dest`` with a progress bar; refuse HTML, a file that does not start
+    with ``magic``, more than ``max_bytes``, and a truncated or empty answer."""
     resp = _open(url, timeout)
     with resp:
         ctype = (resp.headers.get("Content-Type") or "").lower()
         if "text/html" in ctype:
-            raise FetchError(f"{url} answered with an HTML page (Content-Type {ctype}), not the "
-                             "archive; is it a download link rather than a web page?")
+            raise FetchError(f"{url} answered with an HTML page (Content-Type {ctype}), not "
+                             f"{what}; is it a download link rather than a web page?")
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        if total is not None and total > MAX_DOWNLOAD_BYTES:
-            raise FetchError(f"{url} is {total >> 20} MB, more than a checkpoint can be")
+        if total is not None and max_bytes is not None and total > max_bytes:
+            raise FetchError(f"{url} is {total >> 20} MB, more than {what} can be")
         say(f"Downloading {url}" + (f" ({total / 2**20:.1f} MB)" if total else ""))
         got = 0
         bar = _progress(total)
@@ -633,20 +636,20 @@ def _download(url: str, dest: Path, timeout: float, say) -> None:
                         raise _network_error(e, url, timeout) from e
                     if not block:
                         break
-                    if got == 0 and not block.startswith(b"\x1f\x8b"):
+                    if got == 0 and not block.startswith(magic):
                         head = block[:60].decode("utf-8", "replace")
-                        kind = "an HTML page" if "<" in head[:20] else "not a gzip archive"
+                        kind = "an HTML page" if "<" in head[:20] else "a file of another kind"
                         raise FetchError(f"{url} sent {kind} (it starts {head[:40]!r}), "
-                                         "not the checkpoint archive")
+                                         f"not {what}")
                     got += len(block)
-                    if got > MAX_DOWNLOAD_BYTES:
-                        raise FetchError(f"{url} sent more than {MAX_DOWNLOAD_BYTES >> 20} MB")
+                    if max_bytes is not None and got > max_bytes:
+                        raise FetchError(f"{url} sent more than {max_bytes >> 20} MB")
                     out.write(block)
                     bar.update(len(block))
         finally:
             bar.close()
     if got == 0:
-        raise FetchError(f"{url} sent an empty answer, not the archive")
+        raise FetchError(f"{url} sent an empty answer, not {what}")
     if total is not None and got != total:
         raise FetchError(f"the download of {url} is truncated: {got} of {total} bytes")
 
@@ -985,33 +988,8 @@ def cache_imagenet(say=_say) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".imagenet-", dir=dest.parent))
     try:
         part = tmp / IMAGENET_FILE
-        resp = _open(url, timeout)
-        with resp:
-            ctype = (resp.headers.get("Content-Type") or "").lower()
-            if "text/html" in ctype:
-                raise FetchError(f"{url} answered with an HTML page, not the weights")
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            say(f"Downloading {url}")
-            bar, got = _progress(total), 0
-            try:
-                with open(part, "wb") as out:
-                    while True:
-                        try:
-                            block = resp.read(1 << 16)
-                        except (OSError, http.client.HTTPException) as e:
-                            raise _network_error(e, url, timeout) from e
-                        if not block:
-                            break
-                        got += len(block)
-                        out.write(block)
-                        bar.update(len(block))
-            finally:
-                bar.close()
-        if total is not None and got != total:
-            raise FetchError(f"the download of {url} is truncated: {got} of {total} bytes")
-        if not _looks_like_hdf5(part):
-            raise FetchError(f"{url} did not send an HDF5 weights file")
+        _download(url, part, timeout, say, magic=b"\x89HDF\r\n\x1a\n",
+                  what="the HDF5 weights file", max_bytes=None)
         os.replace(part, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
