@@ -112,13 +112,6 @@ class TargetSampler:
         return boxes, labels, deltas
 
 
-def _smooth_l1(x, beta: float = 1.0 / 9.0):
-    import tensorflow as tf
-
-    ax = tf.abs(x)
-    return tf.where(ax < beta, 0.5 * ax * ax / beta, ax - 0.5 * beta)
-
-
 def build_training_model(detector: TwoStageDetector, seed: int = 0):
     """A ``keras.Model`` whose ``fit`` trains ``detector``'s RPN and box head together.
 
@@ -129,7 +122,7 @@ def build_training_model(detector: TwoStageDetector, seed: int = 0):
     import tensorflow as tf
 
     from ..exercises import get
-    from .rpn import rpn_loss
+    from .rpn import rpn_loss, smooth_l1
 
     roi_align_tf = get("roi_align").tier("tf")
     sampler = TargetSampler(detector, seed)
@@ -179,7 +172,7 @@ def build_training_model(detector: TwoStageDetector, seed: int = 0):
             pos = labels > 0
             chosen = tf.gather(box_deltas, tf.maximum(labels - 1, 0), batch_dims=1)
             diff = (chosen - tf.reshape(roi_targets, [-1, 4])) * tf.cast(pos, chosen.dtype)[:, None]
-            box_loss = tf.reduce_sum(_smooth_l1(diff)) / tf.cast(tf.size(labels), chosen.dtype)
+            box_loss = tf.reduce_sum(smooth_l1(diff)) / tf.cast(tf.size(labels), chosen.dtype)
             acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
                                          tf.float32))
             return l_rpn, cls_loss, box_loss, acc

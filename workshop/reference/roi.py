@@ -541,6 +541,19 @@ def _sample_boxes_tf(fm, boxes, scale, ph, pw, ratio):
     return tf.stack([first[:, 1], first[:, 0], last[:, 1], last[:, 0]], axis=1)
 
 
+def _crop_and_resize_samples(feature_map, rois, output_size, spatial_scale, ratio: int):
+    """``tf.image.crop_and_resize`` of every region to ``(ph * ratio, pw * ratio)`` sample points,
+    float32 ``(R, ph * ratio, pw * ratio, C)``, ready for a ``ratio x ratio`` pooling."""
+    import tensorflow as tf
+
+    ph, pw = _output_size(output_size)
+    fm = tf.cast(tf.convert_to_tensor(feature_map), tf.float32)
+    boxes = tf.cast(tf.convert_to_tensor(rois), tf.float64)
+    norm = tf.cast(_sample_boxes_tf(fm, boxes, tf.cast(spatial_scale, tf.float64), ph, pw, ratio), tf.float32)
+    return tf.image.crop_and_resize(fm[None], norm, tf.zeros(tf.shape(norm)[0], tf.int32),
+                                    (ph * ratio, pw * ratio), method="bilinear")
+
+
 def roi_align_crop_and_resize(feature_map, rois, output_size, spatial_scale, sampling_ratio=2):
     """RoI align as ``tf.image.crop_and_resize`` to ``(ph*s, pw*s)`` then ``s x s`` average pooling.
 
@@ -553,12 +566,7 @@ def roi_align_crop_and_resize(feature_map, rois, output_size, spatial_scale, sam
     ratio = _sampling_ratio(sampling_ratio)
     if ratio <= 0:
         raise ValueError("roi_align_crop_and_resize needs a fixed sampling_ratio > 0")
-    ph, pw = _output_size(output_size)
-    fm = tf.cast(tf.convert_to_tensor(feature_map), tf.float32)
-    boxes = tf.cast(tf.convert_to_tensor(rois), tf.float64)
-    norm = tf.cast(_sample_boxes_tf(fm, boxes, tf.cast(spatial_scale, tf.float64), ph, pw, ratio), tf.float32)
-    crops = tf.image.crop_and_resize(fm[None], norm, tf.zeros(tf.shape(norm)[0], tf.int32),
-                                     (ph * ratio, pw * ratio), method="bilinear")
+    crops = _crop_and_resize_samples(feature_map, rois, output_size, spatial_scale, ratio)
     return tf.nn.avg_pool2d(crops, ratio, ratio, "VALID")
 
 
@@ -570,10 +578,5 @@ def crop_and_resize_pool_baseline(feature_map, rois, output_size, spatial_scale,
 
     ratio = _sampling_ratio(sampling_ratio)
     ratio = ratio if ratio > 0 else 2
-    ph, pw = _output_size(output_size)
-    fm = tf.cast(tf.convert_to_tensor(feature_map), tf.float32)
-    boxes = tf.cast(tf.convert_to_tensor(rois), tf.float64)
-    norm = tf.cast(_sample_boxes_tf(fm, boxes, tf.cast(spatial_scale, tf.float64), ph, pw, ratio), tf.float32)
-    crops = tf.image.crop_and_resize(fm[None], norm, tf.zeros(tf.shape(norm)[0], tf.int32),
-                                     (ph * ratio, pw * ratio), method="bilinear")
+    crops = _crop_and_resize_samples(feature_map, rois, output_size, spatial_scale, ratio)
     return tf.nn.max_pool2d(crops, ratio, ratio, "VALID")

@@ -64,6 +64,17 @@ def _image_shape(image_shape) -> tuple[float, float]:
     return dims[0], dims[1]
 
 
+def _image_shape_tf(image_shape, dtype):
+    """``(H, W)`` as scalar tensors of ``dtype`` from a Python pair (validated) or a tensor."""
+    import tensorflow as tf
+
+    if isinstance(image_shape, (tuple, list)):
+        H, W = _image_shape(image_shape)
+        return tf.constant(H, dtype), tf.constant(W, dtype)
+    shape = tf.cast(tf.convert_to_tensor(image_shape), dtype)
+    return shape[0], shape[1]
+
+
 def _target_args(anchors, gt_boxes, image_shape, positive_iou, negative_iou, batch_size,
                  positive_fraction, seed):
     a = as_boxes(anchors, "anchors")
@@ -208,12 +219,7 @@ def rpn_targets_tf(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_io
     g = tf.cast(g, a.dtype) if g.dtype != a.dtype else g
     if g.shape.rank == 1 and g.shape[0] == 0:
         g = tf.zeros((0, 4), a.dtype)
-    if isinstance(image_shape, (tuple, list)):
-        H, W = _image_shape(image_shape)
-        H, W = tf.constant(H, a.dtype), tf.constant(W, a.dtype)
-    else:
-        shape = tf.cast(tf.convert_to_tensor(image_shape), a.dtype)
-        H, W = shape[0], shape[1]
+    H, W = _image_shape_tf(image_shape, a.dtype)
     if tf.executing_eagerly():
         _target_args(a.numpy(), g.numpy(), (float(H), float(W)), positive_iou, negative_iou,
                      batch_size, positive_fraction, seed)
@@ -350,12 +356,7 @@ def rpn_proposals_tf(anchors, objectness, deltas, image_shape, pre_nms_top_n=600
         a = tf.cast(a, tf.float64)
     s = tf.cast(tf.convert_to_tensor(objectness), a.dtype)
     d = tf.cast(tf.convert_to_tensor(deltas), a.dtype)
-    if isinstance(image_shape, (tuple, list)):
-        H, W = _image_shape(image_shape)
-        H, W = tf.constant(H, a.dtype), tf.constant(W, a.dtype)
-    else:
-        shape = tf.cast(tf.convert_to_tensor(image_shape), a.dtype)
-        H, W = shape[0], shape[1]
+    H, W = _image_shape_tf(image_shape, a.dtype)
     if tf.executing_eagerly():
         _proposal_args(a.numpy(), s.numpy(), d.numpy(), (float(H), float(W)), pre_nms_top_n,
                        post_nms_top_n, nms_threshold, min_size)
