@@ -21,11 +21,12 @@ from graded_submissions import builder
 from workshop.exercises import get
 from workshop.grading import notebook as nbk
 from workshop.grading.check import grading_cases
-from workshop.grading.grade import static_violations
+from workshop.grading.static import static_violations
 from workshop.grading.runner import PRINT_LIMIT, Limits, run_program
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+SEED = 20240917  # the hidden cases' seed of these tests (a grading run draws its own)
 TIMEOUT = 10  # seconds per test in the crafted run (the infinite loop costs this much)
 # nbgrader runs `alembic` (the gradebook migrations) from PATH: the venv's bin must be on it
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -127,7 +128,7 @@ def test_huge_print_is_capped_and_graded(graded):
 def test_one_json_record_per_test(graded):
     _, out, _ = graded
     for name in builder.CRAFTED:
-        files = sorted(p.name for p in (out / "records" / name / "ps1").glob("*.json"))
+        files = sorted(p.name for p in (out / "records" / name / "ps1").glob("[!_]*.json"))
         assert files == sorted(f"{t}.json" for t in builder.POINTS)
         for f in files:
             rec = json.loads((out / "records" / name / "ps1" / f).read_text())
@@ -136,10 +137,11 @@ def test_one_json_record_per_test(graded):
 
 def test_feedback_reveals_no_hidden_cases(graded):
     _, out, _ = graded
+    seed = json.loads((out / "run.json").read_text())["seed"]
     hidden = []
     for ex in ("iou", "nms"):
         exercise = get(ex)
-        for case in grading_cases(exercise):
+        for case in grading_cases(exercise, seed):
             if not case.public:
                 hidden.append(case.describe())
     texts = [p.read_text() for p in (out / "feedback").rglob("*.*")]
@@ -196,11 +198,11 @@ def test_patching_the_checker_in_the_child_changes_nothing():
     src = ("import sys, types\nfake = types.ModuleType('workshop.grading.check')\n"
            "fake.judge = lambda *a, **k: None\nsys.modules['workshop.grading.check'] = fake\n"
            "def f(a, b):\n    return [[0.5] * len(b) for _ in a]\n")
-    from workshop.grading.grade import Expected, _verdict_from_run
+    from workshop.grading.grader import Expected, verdict_from_run
 
-    exercise, cases, expected = Expected().get("iou")
+    exercise, cases, expected = Expected(SEED).get("iou")
     run = run_program(_program(src), cases, "numpy", limits=Limits(wall=30))
-    verdict = _verdict_from_run(exercise, cases, expected, run, "numpy")
+    verdict = verdict_from_run(exercise, cases, expected, run, "numpy")
     assert not verdict.passed and verdict.n_passed < len(cases)
 
 
@@ -255,17 +257,17 @@ def test_calling_a_reference_imported_in_another_cell_is_caught(tmp_path):
     path = tmp_path / "alice" / builder.NOTEBOOK
     path.parent.mkdir()
     nbformat.write(nb, str(path))
-    from workshop.grading.grade import Expected, grade_notebook
+    from workshop.grading.grader import Expected, grade_notebook
 
     tests, _ = nbk.graded_tests(builder.build())
-    res = grade_notebook(path, tests[:1], "alice", Expected(), Limits(wall=30))
+    res = grade_notebook(path, tests[:1], "alice", Expected(SEED), Limits(wall=30))
     assert res.tests[0].status == "violation"
     assert "ref_iou" in res.tests[0].message
 
 
 def test_mangled_notebook_is_graded_where_it_can_be(tmp_path):
     """A stray non-cell, garbage nbgrader metadata and a syntax error in one solution cell."""
-    from workshop.grading.grade import Expected, grade_notebook
+    from workshop.grading.grader import Expected, grade_notebook
 
     nb = json.loads(nbformat.writes(builder.build({("iou", "loops"): "    return [[0.0]] *"})))
     nb["cells"].insert(0, 42)
@@ -274,18 +276,18 @@ def test_mangled_notebook_is_graded_where_it_can_be(tmp_path):
     path = tmp_path / builder.NOTEBOOK
     path.write_text(json.dumps(nb))
     tests, _ = nbk.graded_tests(builder.build())
-    res = grade_notebook(path, tests, "m", Expected(), Limits(wall=30))
+    res = grade_notebook(path, tests, "m", Expected(SEED), Limits(wall=30))
     assert [t.points for t in res.tests] == [2.0, 3.0, 0.0]
     assert "SyntaxError" in res.tests[2].verdict["report"]
 
 
 def test_submission_time_budget(tmp_path):
-    from workshop.grading.grade import Expected, grade_notebook
+    from workshop.grading.grader import Expected, grade_notebook
 
     path = tmp_path / builder.NOTEBOOK
     nbformat.write(builder.build(), str(path))
     tests, _ = nbk.graded_tests(builder.build())
-    res = grade_notebook(path, tests, "slowpoke", Expected(), Limits(wall=30), budget=0.5)
+    res = grade_notebook(path, tests, "slowpoke", Expected(SEED), Limits(wall=30), budget=0.5)
     assert [t.status for t in res.tests] == ["skipped"] * 3 and res.total == 0
     assert "time budget" in res.tests[0].message
 
@@ -372,7 +374,7 @@ def test_nbgrader_pipeline(tmp_path):
     # hidden inputs stay hidden in nbgrader's feedback too
     fb = (nbg / "feedback" / "partly" / "ps1" / "ps1.html").read_text()
     assert "checks passed" in fb
-    for case in grading_cases(get("iou")):
+    for case in grading_cases(get("iou"), SEED):
         if not case.public:
             assert case.describe() not in fb
 
@@ -380,7 +382,7 @@ def test_nbgrader_pipeline(tmp_path):
 def test_a_helper_import_that_reaches_the_answers_costs_nothing(tmp_path):
     """A demonstration cell may import workshop.evaluation (which loads the reference); blocked
     in the sandbox, that import is simply absent: the learner's own solution still scores."""
-    from workshop.grading.grade import Expected, grade_notebook
+    from workshop.grading.grader import Expected, grade_notebook
 
     nb = builder.build()
     nb.cells.insert(1, nbformat.v4.new_code_cell("from workshop.evaluation import coco_evaluate"))
@@ -388,5 +390,5 @@ def test_a_helper_import_that_reaches_the_answers_costs_nothing(tmp_path):
     path.parent.mkdir()
     nbformat.write(nb, str(path))
     tests, _ = nbk.graded_tests(builder.build())
-    res = grade_notebook(path, tests[:1], "bob", Expected(), Limits(wall=60))
+    res = grade_notebook(path, tests[:1], "bob", Expected(SEED), Limits(wall=60))
     assert res.tests[0].status == "passed", res.tests[0].message

@@ -16,9 +16,11 @@ from graded_submissions import builder
 from workshop.exercises import get
 from workshop.grading import check, grade
 from workshop.grading import notebook as nbk
-from workshop.grading.check import GRADING_ENV, NOT_IMPLEMENTED, grading_cases
+from workshop.grading.check import GRADING_ENV, NOT_IMPLEMENTED, check_cases, grading_cases
 
 ROOT = Path(__file__).resolve().parents[1]
+
+SEED = 20240917  # the hidden cases' seed of these tests (a grading run draws its own)
 
 
 def _define(key, body=None):
@@ -43,7 +45,7 @@ PLUS_ONE = _define(("iou", "numpy"), builder.IOU_NUMPY.replace(
 def _hidden_texts(name):
     exercise = get(name)
     out = []
-    for case in grading_cases(exercise):
+    for case in grading_cases(exercise, SEED):
         if not case.public:
             out.append(case.describe())
     return out
@@ -91,21 +93,29 @@ def test_grade_in_a_notebook_never_raises(learner_mode, capsys, body, words):
 
 def test_grade_under_nbgrader_passes_a_correct_answer(nbgrader_mode, capsys):
     grade("iou", IOU, tier="numpy")
-    n = len(grading_cases(get("iou")))
+    n = len(get("iou").cases(public_only=True))
     out = capsys.readouterr().out
-    assert f"{n}/{n} checks passed" in out and "public" not in out
+    assert f"{n}/{n} public checks passed" in out
 
 
-def test_grade_under_nbgrader_raises_without_revealing_hidden_cases(nbgrader_mode):
-    # right on every public case, wrong on hidden ones: far from the origin, empty second set
+def test_grade_under_nbgrader_raises_on_a_public_failure(nbgrader_mode):
+    with pytest.raises(AssertionError) as info:
+        grade("iou", PLUS_ONE, tier="numpy")
+    assert "FAILED" in str(info.value)
+
+
+def test_hidden_cases_never_run_in_the_learners_kernel(nbgrader_mode):
+    """Right on every public case, wrong on hidden ones: the kernel cannot tell (the hidden
+    cases exist only in the sandboxed grader, with a seed the kernel never sees)."""
     body = builder.IOU_NUMPY.replace("    return", "    if len(b) == 0 or a.min(initial=np.inf) > 1000:\n"
                                      "        return np.full((len(a), max(len(b), 1)), 0.5)\n    return")
     fn = _define(("iou", "numpy"), body)
-    assert check("iou", fn, tier="numpy", show=False).passed
-    with pytest.raises(AssertionError) as info:
-        grade("iou", fn, tier="numpy")
-    text = str(info.value)
-    assert "FAILED" in text and "(hidden)" in text
+    grade("iou", fn, tier="numpy")   # passes here ...
+    exercise = get("iou")
+    verdict = check_cases(exercise, fn, grading_cases(exercise, SEED), tier="numpy")
+    assert not verdict.passed        # ... and fails where grades are given
+    text = verdict.report()
+    assert "(hidden)" in text
     for hidden in _hidden_texts("iou"):
         assert hidden not in text
     assert "5000" not in text  # the far-from-the-origin inputs or outputs
@@ -118,10 +128,10 @@ def test_grade_under_nbgrader_not_implemented_fails(nbgrader_mode):
 
 def test_grade_export_survives_importing_the_grader(learner_mode, capsys):
     from workshop import grading  # noqa: I001
-    import workshop.grading.grade  # noqa: F401  (rebinds workshop.grading.grade to the module)
+    import workshop.grading.grader  # noqa: F401
     from workshop.grading import grade as g
 
-    assert g is grading.grade
+    assert g is grading.grade and callable(g) and not isinstance(g, type(grading))
     g("iou", IOU, tier="numpy")
     assert "public checks passed" in capsys.readouterr().out
 
@@ -140,9 +150,7 @@ def test_lists_float32_and_empty_lists_are_fair(learner_mode):
     different = {k: _define(k, builder.DIFFERENT[k]) for k in [("iou", "numpy"), ("nms", "numpy")]}
     for (ex, tier), fn in different.items():
         exercise = get(ex)
-        from workshop.grading.check import check_cases
-
-        verdict = check_cases(exercise, fn, grading_cases(exercise), tier=tier)
+        verdict = check_cases(exercise, fn, grading_cases(exercise, SEED), tier=tier)
         assert verdict.passed, verdict.report()
 
 
@@ -195,11 +203,11 @@ def test_release_makes_learner_notebooks(tmp_path):
                for c in tests)
     assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code")
     # and the released notebook, as submitted, is worth nothing
-    from workshop.grading.grade import Expected, grade_notebook
+    from workshop.grading.grader import Expected, grade_notebook
     from workshop.grading.runner import Limits
 
     graded, _ = nbk.graded_tests(builder.build())
-    res = grade_notebook(written[0], graded, "nobody", Expected(), Limits(wall=30))
+    res = grade_notebook(written[0], graded, "nobody", Expected(SEED), Limits(wall=30))
     assert res.total == 0 and all(t.status == "not_implemented" for t in res.tests)
 
 

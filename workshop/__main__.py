@@ -11,9 +11,9 @@ import inspect
 import sys
 
 COMMANDS = {
-    "check": ("workshop.grading.grade:check_main",
+    "check": ("workshop.grading.grader:check_main",
               "run the public self-checks of a notebook's solution cells (sandboxed)"),
-    "grade": ("workshop.grading.grade:main",
+    "grade": ("workshop.grading.grader:main",
               "grade submitted notebooks: grades.csv, records, feedback"),
     "bench": ("workshop.bench:main", "print the benchmark table"),
     "train": ("workshop.train:main", "train the course's models"),

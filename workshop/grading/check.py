@@ -5,10 +5,11 @@ the grader (hidden cases, with the learner's outputs computed in another process
 
 * :func:`check` -- self-check on the public cases; prints a verdict, never raises.
 * :func:`grade` -- what a notebook's graded test cell calls (see ``workshop.grading.notebook``):
-  the public self-check in a learner's kernel; public + hidden cases under nbgrader
-  (``NBGRADER_EXECUTION`` set), raising ``AssertionError`` on failure.
-* :func:`grading_cases` -- the cases a grade is given on (the same for nbgrader and
-  ``workshop grade``).
+  the public self-check; under ``nbgrader validate`` (``NBGRADER_EXECUTION`` set) it raises
+  ``AssertionError`` on a failure. Grades never come from a learner's kernel: ``workshop grade``
+  and nbgrader's autograde (:mod:`workshop.grading.autograde`) run the sandboxed grader.
+* :func:`grading_cases` -- the cases a grade is given on, for a grading run's secret seed (the
+  same for nbgrader and ``workshop grade``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from ..exercises import get
 from ..exercises.spec import Case, Exercise, as_tensors
 
 NOT_IMPLEMENTED = "not implemented yet"
-GRADING_SEED = 20240917      # hidden random cases; the public ones come from seed 0
 GRADING_ENV = "NBGRADER_EXECUTION"
 
 
@@ -233,10 +233,11 @@ def check(name: str, fn: Callable, tier: str | None = None, show: bool = True) -
     return verdict
 
 
-def grading_cases(exercise: Exercise) -> list[Case]:
+def grading_cases(exercise: Exercise, seed: int) -> list[Case]:
     """Every case a grade is given on: the public and hidden named cases and
-    ``n_hidden_random`` hidden random cases (seed :data:`GRADING_SEED`)."""
-    return exercise.cases(public_only=False, seed=GRADING_SEED)
+    ``n_hidden_random`` hidden random cases drawn with ``seed`` (secret, one per grading run;
+    the public cases do not depend on it)."""
+    return exercise.cases(public_only=False, seed=seed)
 
 
 def grading_mode() -> bool:
@@ -260,18 +261,12 @@ def _show(verdict: Verdict) -> None:
 def grade(name: str, fn: Callable, tier: str | None = None) -> None:
     """A notebook's graded test cell: ``grade("iou", iou_numpy, tier="numpy")``.
 
-    In a learner's kernel: the public self-check (prints "4/4 public checks passed; more checks
-    run at grading"), never raises. Under nbgrader autograde (``NBGRADER_EXECUTION`` set): every
-    grading case, public and hidden; raises ``AssertionError`` with the verdict (hidden inputs
-    and values withheld) unless every case passes, so nbgrader gives all or none of the points.
+    The public self-check (prints "4/4 public checks passed; more checks run at grading").
+    In a learner's kernel it never raises; under ``nbgrader validate`` (``NBGRADER_EXECUTION``
+    set) it raises ``AssertionError`` with the verdict unless every public case passes. The
+    hidden cases run only in the sandboxed grader.
     """
-    if not grading_mode():
-        verdict = check(name, fn, tier=tier, show=False)
-        _show(verdict)
-        return
-    exercise = get(name)
-    verdict = check_cases(exercise, fn, grading_cases(exercise), tier=tier)
-    print(verdict.report())
-    if not verdict.passed:
+    verdict = check(name, fn, tier=tier, show=False)
+    _show(verdict)
+    if grading_mode() and not verdict.passed:
         raise AssertionError(verdict.report())
-    return

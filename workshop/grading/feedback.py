@@ -8,7 +8,10 @@ code, or what the learner's code printed while grading (it may echo hidden input
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
+
+from .records import safe_name, write_atomic
 
 STATUS_TEXT = {
     "passed": "passed", "failed": "failed", "not_implemented": "not implemented yet",
@@ -19,37 +22,63 @@ STATUS_TEXT = {
 
 
 def _verdict_text(t) -> str:
-    return (t.verdict or {}).get("report", "")
+    report = (t.verdict or {}).get("report", "")
+    return report if isinstance(report, str) else ""
+
+
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]<>|~&])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_MD_LIST = re.compile(r"^(\d+)([.)])")
+_MD_BLOCK_START = re.compile(r"^([#>=+-])")
+
+
+def md_text(text: str) -> str:
+    """Any text (it may come from learner code) as inert Markdown: one line, every character
+    that Markdown or HTML would act on escaped (underscores inside words stay as they are)."""
+    flat = " ".join(str(text).split())
+    escaped = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), flat)
+    escaped = _MD_LIST.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+    return _MD_BLOCK_START.sub(lambda m: "\\" + m.group(1), escaped)
+
+
+def md_block(text: str) -> str:
+    """Any text as a fenced code block that the text cannot close (HTML inside stays text)."""
+    runs = [len(m) for m in re.findall(r"`+|~+", text)]
+    fence = "`" * max(3, max(runs, default=0) + 1)
+    return f"{fence}text\n{text}\n{fence}"
 
 
 def render_markdown(sub) -> str:
-    lines = [f"# Feedback: {sub.notebook}", "", f"Student: `{sub.student}`", ""]
+    lines = [f"# Feedback: {md_text(sub.notebook)}", "", f"Student: {md_text(sub.student)}", ""]
     if sub.error:
-        lines += ["**This notebook could not be graded.**", "", sub.error, ""]
+        lines += ["**This notebook could not be graded.**", "", md_text(sub.error), ""]
         return "\n".join(lines)
     lines += [f"**Total: {sub.total:g} / {sub.max_total:g} points**", "",
               "| test | points | result |", "|---|---|---|"]
     for t in sub.tests:
-        lines.append(f"| `{t.exercise}_{t.tier}` | {t.points:g} / {t.max_points:g} | "
-                     f"{STATUS_TEXT.get(t.status, t.status)} |")
+        lines.append(f"| {md_text(t.exercise + '_' + t.tier)} | {t.points:g} / "
+                     f"{t.max_points:g} | {md_text(STATUS_TEXT.get(t.status, t.status))} |")
     for t in sub.tests:
-        lines += ["", f"## {t.exercise} ({t.tier}): {t.points:g} / {t.max_points:g}"]
+        lines += ["", f"## {md_text(t.exercise)} ({md_text(t.tier)}): {t.points:g} / "
+                  f"{t.max_points:g}"]
         if t.message:
-            lines += ["", t.message]
+            lines += ["", md_text(t.message)]
         report = _verdict_text(t)
         if report:
-            lines += ["", "```", report, "```"]
+            lines += ["", md_block(report)]
     lines.append("")
     return "\n".join(lines)
+
+
+CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto} "
+       "table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px 8px} "
+       "pre{background:#f6f8fa;padding:8px;white-space:pre-wrap} "
+       ".passed{color:#1a7f37} .bad{color:#cf222e}")
 
 
 def render_html(sub) -> str:
     esc = html.escape
     head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback: "
-            f"{esc(sub.notebook)}</title><style>body{{font-family:sans-serif;max-width:60em;"
-            "margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;"
-            "padding:4px 8px}} pre{{background:#f6f8fa;padding:8px;white-space:pre-wrap}}"
-            ".passed{{color:#1a7f37}} .bad{{color:#cf222e}}</style></head><body>")
+            f"{esc(sub.notebook)}</title><style>{CSS}</style></head><body>")
     parts = [head, (f"<h1>Feedback: {esc(sub.notebook)}</h1><p>Student: <code>"
                     f"{esc(sub.student)}</code></p>")]
     if sub.error:
@@ -77,12 +106,9 @@ def render_html(sub) -> str:
 
 
 def write_feedback(sub, folder: Path) -> tuple[Path, Path]:
-    from .grade import _safe
-
-    out = Path(folder) / _safe(sub.student)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = _safe(Path(sub.notebook).stem)
+    out = Path(folder) / safe_name(sub.student)
+    stem = safe_name(Path(sub.notebook).stem)
     md, htm = out / f"{stem}.md", out / f"{stem}.html"
-    md.write_text(render_markdown(sub))
-    htm.write_text(render_html(sub))
+    write_atomic(md, render_markdown(sub))
+    write_atomic(htm, render_html(sub))
     return md, htm

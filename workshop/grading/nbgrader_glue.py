@@ -68,7 +68,7 @@ def lint(nb: dict, name: str = "notebook") -> list[str]:
         if nbk.is_solution_cell(cell) and nbk.split_id(gid):
             solutions.add(gid)
             try:
-                tree = ast.parse(nbk._strip_magics(nbk.source(cell)))
+                tree = ast.parse(nbk.strip_magics(nbk.source(cell)))
             except SyntaxError as err:
                 problems.append(f"{name}: solution cell {gid!r} is not valid Python: {err}")
                 continue

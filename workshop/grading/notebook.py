@@ -49,6 +49,7 @@ from typing import Any
 
 TIERS = ("loops", "numpy", "tf")
 TEST_PREFIX = "test_"
+MAX_NOTEBOOK_MB = 50
 
 
 class NotebookError(ValueError):
@@ -63,18 +64,30 @@ def load(path: str | Path) -> dict:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read((MAX_NOTEBOOK_MB << 20) + 1)
     except OSError as err:
         raise NotebookError(f"cannot read {path}: {err.strerror or err}") from None
+    if len(raw) > MAX_NOTEBOOK_MB << 20:
+        raise NotebookError(f"{path.name} is larger than {MAX_NOTEBOOK_MB} MB; clear its outputs "
+                            "(Edit > Clear Outputs of All Cells) and submit it again")
     try:
         nb = json.loads(raw.decode("utf-8", errors="replace"))
     except json.JSONDecodeError as err:
         raise NotebookError(f"{path.name} is not valid JSON (line {err.lineno}, column "
                             f"{err.colno}: {err.msg}); was it saved by Jupyter?") from None
+    except RecursionError:
+        raise NotebookError(f"{path.name} is nested too deeply to be a notebook") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise NotebookError(f"{path.name} is JSON but not a notebook (no list of cells)")
-    if nb.get("nbformat", 4) < 4:
-        raise NotebookError(f"{path.name} uses nbformat {nb.get('nbformat')}; re-save it with "
+    version = nb.get("nbformat", 4)
+    try:
+        version = int(version)
+    except (TypeError, ValueError):
+        raise NotebookError(f"{path.name}: its nbformat version {str(version)[:20]!r} is not a "
+                            "number; re-save it with Jupyter") from None
+    if version < 4:
+        raise NotebookError(f"{path.name} uses nbformat {version}; re-save it with "
                             "a current Jupyter (nbformat 4)")
     return nb
 
@@ -160,7 +173,7 @@ def _from_grade_call(src: str) -> tuple[str, str] | None:
     grade_id does not follow the convention."""
     try:
         tree = ast.parse(src)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     for node in ast.walk(tree):
         if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", ""))
@@ -209,8 +222,9 @@ def _bound_names(tree: ast.Module) -> set[str]:
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
+                # `x = ...` and `a, b = ...` define names; `np.x = ...` and `d[k] = ...` do not
                 for n in ast.walk(t):
-                    if isinstance(n, ast.Name):
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                         names.add(n.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             for a in node.names:
@@ -222,14 +236,23 @@ def _used_names(tree: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
-def _parse(src: str) -> ast.Module | None:
+def parse(src: str) -> ast.Module | None:
+    """The cell's syntax tree (magics blanked), or None when it is not Python we can read
+    (a syntax error, or nesting deep enough to overflow the parser)."""
     try:
-        return ast.parse(_strip_magics(src))
-    except (SyntaxError, ValueError):
+        return ast.parse(strip_magics(src))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
-def _strip_magics(src: str) -> str:
+def _unparse(node: ast.AST) -> str | None:
+    try:
+        return ast.unparse(node)
+    except (RecursionError, ValueError):
+        return None
+
+
+def strip_magics(src: str) -> str:
     """IPython magics and shell escapes are not Python: blank them out (keeps line numbers)."""
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line
                      for line in src.splitlines())
@@ -257,8 +280,8 @@ def program_for(nb: dict, grade_id: str, function: str) -> Program | None:
     for i, cell in enumerate(code_cells(nb)):
         if is_test_cell(cell):
             continue  # test cells never run while grading
-        src = _strip_magics(source(cell))
-        tree = _parse(src)
+        src = strip_magics(source(cell))
+        tree = parse(src)
         if cell is target:
             target_index = len(candidates)
             candidates.append((grade_id, src, _bound_names(tree) if tree else set(), tree))
@@ -267,16 +290,19 @@ def program_for(nb: dict, grade_id: str, function: str) -> Program | None:
             continue
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                imports.append(ast.unparse(node))
+                text = _unparse(node)
+                if text:
+                    imports.append(text)
         label = nbgrader_meta(cell).get("grade_id") or f"code cell {i + 1}"
         if is_solution_cell(cell):
             candidates.append((str(label), src, _bound_names(tree), tree))
         else:  # ungraded cell: only its definitions, never its other statements
             defs = [n for n in tree.body if isinstance(
                 n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-            if defs:
-                mod = ast.Module(body=defs, type_ignores=[])
-                candidates.append((str(label), ast.unparse(mod), _bound_names(mod), mod))
+            mod = ast.Module(body=defs, type_ignores=[])
+            text = _unparse(mod) if defs else None
+            if text:
+                candidates.append((str(label), text, _bound_names(mod), mod))
     # the cells defining a name the graded cell (transitively) uses
     needed = {target_index}
     frontier = [target_index]

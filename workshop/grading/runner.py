@@ -1,28 +1,26 @@
-"""Run a learner's solution cell in a sandboxed child process and bring back plain arrays.
+"""Run a learner's solution cell in a child process (inside the sandbox) and bring back arrays.
 
-The grader (:mod:`workshop.grading.grade`) never runs learner code in its own process. For one
+The grader (:mod:`workshop.grading.grader`) never runs learner code in its own process. For one
 test it calls :func:`run_program`, which
 
-* writes the cases' inputs to ``inputs.npz`` (``allow_pickle=False``) and a JSON job file,
-* starts ``python -I runner.py JOBDIR`` (this very file, run as a script: it imports nothing of
-  ``workshop`` and only the standard library at module level) in a new session, with its
-  stdout/stderr going to files, and waits with a wall-clock timeout (then kills the group),
-* reads back ``outputs.npz`` (plain numeric arrays only) and ``result.json``.
+* writes the cases' inputs to ``inputs.npz`` (``allow_pickle=False``) and a JSON job file in a
+  folder the sandbox sees read-only at ``/job``,
+* starts ``python -I runner.py /job FD`` (this very file, run as a script: standard library and
+  numpy only) in the sandbox of :mod:`workshop.grading.sandbox`, with its stdout/stderr going to
+  a pipe read with a cap, and waits with a wall-clock timeout (then kills it all),
+* reads the **result channel** (pipe ``FD``) as untrusted input: at most
+  :attr:`Limits.result_mb`, progress lines, then a JSON summary and an ``.npz`` of plain numeric
+  arrays, each checked before it is loaded (:func:`load_outputs`); anything malformed is a failed
+  test with a clear message.
 
-The child, before any learner code runs:
-
-* puts an import blocker first on ``sys.meta_path``: ``workshop.reference``,
-  ``workshop.exercises`` and ``workshop.grading.*`` cannot be imported (attempts are recorded);
-  ``workshop.grading`` itself is a stub whose ``check``/``grade`` do nothing;
-* scrubs ``sys.modules`` of ``workshop.*``;
-* sets ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE`` and ``RLIMIT_CORE=0``;
-* caps ``sys.stdout``/``sys.stderr`` (output beyond :data:`PRINT_LIMIT` characters is dropped).
-
+The child, before any learner code runs, sets ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``,
+``RLIMIT_FSIZE``, ``RLIMIT_CORE=0`` and (with a uid of its own) ``RLIMIT_NPROC``; records
+attempts to import the answers (they are not in the sandbox at all, so such an import fails
+whatever the learner does to the import system); and caps ``sys.stdout``/``sys.stderr``.
 It then runs the program (imports, the cells the graded cell depends on, the graded cell), calls
 the function on each case (as tensors for the TF tier), converts every output to a numeric
 ndarray (``.numpy()`` for tensors, ``np.asarray`` otherwise; object arrays are refused) and
-saves them. Afterwards it checks that the blocker is still in place and that no reference
-module got loaded; if not, the result is marked as tampered.
+writes them to the channel.
 """
 
 from __future__ import annotations
@@ -39,29 +37,33 @@ import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
 
 PRINT_LIMIT = 20_000                 # characters of learner output kept per test
-FORBIDDEN_PREFIXES = ("workshop.reference", "workshop.exercises", "workshop.grading.",
-                      "workshop.bench")
-REFERENCE_PREFIXES = ("workshop.reference", "workshop.exercises")
 
 
 @dataclass
 class Limits:
-    """Per-test limits: wall-clock seconds (parent), CPU seconds and address space (child)."""
+    """Per-test limits: wall-clock seconds (parent), CPU seconds, address space, file size and
+    processes (child), and the size of what comes back (parent)."""
 
     wall: float = 60.0
     cpu: int = 60
     memory_mb: int = 2048
-    file_mb: int = 256
+    file_mb: int = 64
     tf_extra_wall: float = 60.0      # TensorFlow's import, on a busy machine
+    processes: int = 256             # threads count too (TensorFlow starts a few dozen)
+    result_mb: int = 256
 
     def for_tier(self, tier: str | None) -> Limits:
         if tier != "tf":
             return self
         return Limits(self.wall + self.tf_extra_wall, int(self.cpu + self.tf_extra_wall),
-                      max(self.memory_mb, 4096), self.file_mb, self.tf_extra_wall)
+                      max(self.memory_mb, 4096), self.file_mb, self.tf_extra_wall,
+                      self.processes, self.result_mb)
 
 
 @dataclass
@@ -73,23 +75,37 @@ class CaseRun:
 
 @dataclass
 class RunResult:
-    """What came back from the child for one test."""
+    """What came back from the child for one test (everything in it is the learner's word,
+    except ``status`` for timeouts, crashes and unreadable results)."""
 
     status: str                      # "ok" | "timeout" | "crashed" | "no_function" | "failed"
     message: str = ""
     cases: list[CaseRun] = field(default_factory=list)
-    blocked: list[str] = field(default_factory=list)     # blocked imports attempted
-    tampered: list[str] = field(default_factory=list)    # sandbox found modified
+    blocked: list[str] = field(default_factory=list)     # answer imports attempted
+    tampered: list[str] = field(default_factory=list)    # the import blocker found modified
     setup_errors: list[str] = field(default_factory=list)
     stdout: str = ""
     seconds: float = 0.0
 
     @property
     def reached_reference(self) -> list[str]:
-        return [b for b in self.blocked if b.startswith(REFERENCE_PREFIXES)]
+        from .sandbox import is_answer_module
+
+        return [b for b in self.blocked if is_answer_module(b)]
 
 
 # == parent side ===========================================================================
+def child_env() -> dict[str, str]:
+    """The environment learner code gets: no grader settings, no secrets, one thread each."""
+    keep = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "SYSTEMROOT")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(HOME="/tmp", TMPDIR="/tmp", MPLCONFIGDIR="/tmp", OMP_NUM_THREADS="1",
+               OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1",
+               TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
+               MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
 def _encode(value: Any, arrays: dict, key: str) -> Any:
     import numpy as np
 
@@ -113,11 +129,15 @@ def _encode(value: Any, arrays: dict, key: str) -> Any:
 
 def run_program(program, cases, tier: str | None, n_outputs: int = 1,
                 tf_static: tuple = (), limits: Limits | None = None,
-                workdir: str | None = None) -> RunResult:
+                sandbox: Sandbox | None = None, workdir: str | None = None) -> RunResult:
     """Run ``program`` (a :class:`workshop.grading.notebook.Program`) on ``cases`` (registry
-    :class:`Case` objects) in a sandboxed child; never raises for anything the learner did."""
+    :class:`Case` objects) in a child process inside ``sandbox`` (default: none, for a learner's
+    own self-check); never raises for anything the learner did."""
     import numpy as np
 
+    from .sandbox import ANSWER_MODULES, Sandbox
+
+    sandbox = sandbox or Sandbox("none")
     limits = (limits or Limits()).for_tier(tier)
     with tempfile.TemporaryDirectory(prefix="workshop-grade-", dir=workdir) as tmp:
         tmpdir = Path(tmp)
@@ -127,41 +147,67 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
             encoded.append({"args": [_encode(a, arrays, f"c{i}_a{j}") for j, a in enumerate(case.args)],
                             "kwargs": {k: _encode(v, arrays, f"c{i}_k{k}") for k, v in case.kwargs.items()}})
         np.savez(tmpdir / "inputs.npz", **arrays)
+        child_limits = {"cpu": limits.cpu, "memory_mb": limits.memory_mb, "file_mb": limits.file_mb}
+        if sandbox.mode == "root":   # RLIMIT_NPROC counts per uid: only with a uid of its own
+            child_limits["nproc"] = limits.processes
         job = {"imports": program.imports, "cells": program.cells, "function": program.function,
                "tier": tier, "n_outputs": n_outputs, "tf_static": list(tf_static),
-               "cases": encoded, "limits": {"cpu": limits.cpu, "memory_mb": limits.memory_mb,
-                                            "file_mb": limits.file_mb}}
+               "cases": encoded, "limits": child_limits,
+               "answer_modules": list(ANSWER_MODULES)}
         (tmpdir / "job.json").write_text(json.dumps(job))
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("NBGRADER", "PYTHON", "JPY", "JUPYTER"))}
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
-                   TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", MPLBACKEND="Agg",
-                   PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+        for p in (tmpdir / "inputs.npz", tmpdir / "job.json"):
+            p.chmod(0o644)
+        tmpdir.chmod(0o755)
+        read_fd, write_fd = os.pipe()
+        uid = sandbox.acquire_uid()
+        if sandbox.isolated:
+            argv = [sys.executable, "-I", "-X", "faulthandler", "/grader/runner.py", "/job",
+                    str(write_fd)]
+        else:
+            argv = [sys.executable, "-I", "-X", "faulthandler", __file__, tmp, str(write_fd)]
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-I", "-X", "faulthandler", __file__, tmp],
-                                cwd=tmp, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        kept = bytearray()
-        reader = threading.Thread(target=_drain, args=(proc.stdout, kept), daemon=True)
-        reader.start()
+        try:
+            proc = subprocess.Popen(sandbox.command(argv, tmpdir, uid), cwd=tmp, env=child_env(),
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    pass_fds=(write_fd,))
+        except OSError as err:
+            os.close(read_fd)
+            os.close(write_fd)
+            sandbox.release_uid(uid)
+            return RunResult("failed", message=f"the sandbox could not start: {err}")
+        os.close(write_fd)
+        kept, channel = bytearray(), bytearray()
+        overflow = threading.Event()
+        result_limit = limits.result_mb << 20
+        out_reader = threading.Thread(target=_drain, args=(proc.stdout, kept), daemon=True)
+        res_stream = os.fdopen(read_fd, "rb", buffering=0)
+        res_reader = threading.Thread(target=_drain_channel, daemon=True,
+                                      args=(res_stream, channel, result_limit, overflow, proc))
+        out_reader.start()
+        res_reader.start()
         timed_out = False
         try:
             proc.wait(timeout=limits.wall)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            try:  # the whole session: grandchildren too
+            try:  # the whole session: grandchildren too (the sandbox's PID namespace dies with it)
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
-            reader.join(timeout=5)
+            sandbox.release_uid(uid)
+            out_reader.join(timeout=5)
+            res_reader.join(timeout=5)
             proc.stdout.close()
-        (tmpdir / "stdout.txt").write_bytes(bytes(kept))
+            res_stream.close()
         seconds = time.monotonic() - start
-        return _collect(tmpdir, proc.returncode, timed_out, seconds, len(cases), limits)
+        stdout = bytes(kept[:PRINT_LIMIT]).decode("utf-8", errors="replace")
+        if len(kept) > PRINT_LIMIT:
+            stdout += "\n[... output truncated ...]"
+        return _collect(bytes(channel), stdout, proc.returncode, timed_out, overflow.is_set(),
+                        seconds, len(cases), n_outputs, limits)
 
 
 def _drain(stream, kept: bytearray, limit: int = PRINT_LIMIT + 1) -> None:
@@ -178,40 +224,137 @@ def _drain(stream, kept: bytearray, limit: int = PRINT_LIMIT + 1) -> None:
             kept.extend(chunk[: limit - len(kept)])
 
 
-def _read_text(path: Path, limit: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError:
-        return ""
-    text = data[:limit].decode("utf-8", errors="replace")
-    return text + ("\n[... output truncated ...]" if len(data) > limit else "")
+def _drain_channel(stream, kept: bytearray, limit: int, overflow: threading.Event, proc) -> None:
+    """The result channel: kept up to ``limit`` bytes; beyond it the child is stopped."""
+    while True:
+        try:
+            chunk = stream.read(1 << 20)
+        except (OSError, ValueError):
+            return
+        if not chunk:
+            return
+        if len(kept) + len(chunk) > limit:
+            overflow.set()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            return
+        kept.extend(chunk)
 
 
-def _collect(tmpdir: Path, code: int, timed_out: bool, seconds: float, n_cases: int,
-             limits: Limits) -> RunResult:
+class ChannelError(ValueError):
+    """The child's result stream is malformed, too large or holds something not numeric."""
+
+
+def parse_channel(data: bytes) -> tuple[int, dict | None, bytes]:
+    """``(last case started, result JSON or None, outputs npz bytes)`` from the result stream:
+    lines ``P <case>`` while running, then ``R <json bytes> <npz bytes>`` and the payloads."""
+    done, pos = -1, 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            break
+        line = data[pos:end]
+        pos = end + 1
+        if line.startswith(b"P "):
+            try:
+                done = int(line[2:])
+            except ValueError:
+                raise ChannelError("progress line unreadable") from None
+        elif line.startswith(b"R "):
+            try:
+                n_json, n_npz = (int(x) for x in line[2:].split())
+            except ValueError:
+                raise ChannelError("result header unreadable") from None
+            if n_json < 0 or n_npz < 0 or pos + n_json + n_npz > len(data):
+                raise ChannelError("result truncated")
+            try:
+                result = json.loads(data[pos:pos + n_json])
+            except ValueError:
+                raise ChannelError("result is not JSON") from None
+            if not isinstance(result, dict):
+                raise ChannelError("result is not a JSON object")
+            return done, result, data[pos + n_json:pos + n_json + n_npz]
+        else:
+            raise ChannelError("unexpected data in the result channel")
+    return done, None, b""
+
+
+def load_outputs(blob: bytes, limit: int, max_arrays: int) -> dict:
+    """Plain numeric arrays from an ``.npz`` the child wrote, checked before anything is
+    allocated: stored (not compressed) members, at most ``max_arrays`` of them, shapes that
+    match their bytes, numeric or bool dtypes only; :class:`ChannelError` otherwise."""
+    import io
+    import zipfile
+
     import numpy as np
+    from numpy.lib import format as npformat
 
-    stdout = _read_text(tmpdir / "stdout.txt", PRINT_LIMIT)
     try:
-        done = int((tmpdir / "progress").read_text().split()[-1])
-    except (OSError, ValueError, IndexError):
-        done = -1
+        archive = zipfile.ZipFile(io.BytesIO(blob))
+    except zipfile.BadZipFile as err:
+        raise ChannelError(f"outputs unreadable ({err})") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > max_arrays:
+            raise ChannelError(f"{len(infos)} output arrays, more than the {max_arrays} expected")
+        if sum(i.file_size for i in infos) > limit:
+            raise ChannelError("outputs larger than the limit")
+        arrays = {}
+        for info in infos:
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ChannelError(f"unexpected member {info.filename[:40]!r} in the outputs")
+            try:
+                with archive.open(info) as f:
+                    version = npformat.read_magic(f)
+                    if version == (1, 0):
+                        shape, fortran, dtype = npformat.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = npformat.read_array_header_2_0(f)
+                    else:
+                        raise ChannelError(f"an output in .npy format {version}")
+                    if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields:
+                        raise ChannelError(f"an output of dtype {dtype} (not a plain number)")
+                    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    if nbytes > info.file_size:
+                        raise ChannelError("an output's shape does not match its data")
+                    data = f.read(nbytes + 1)
+                    if len(data) != nbytes:
+                        raise ChannelError("an output's shape does not match its data")
+            except (ValueError, OSError, zipfile.BadZipFile) as err:
+                raise ChannelError(f"outputs unreadable ({err})") from None
+            arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+            arrays[info.filename[:-4]] = np.array(arr, order="C")
+        return arrays
+
+
+def _collect(channel: bytes, stdout: str, code: int, timed_out: bool, overflow: bool,
+             seconds: float, n_cases: int, n_outputs: int, limits: Limits) -> RunResult:
+    run = RunResult("ok", stdout=stdout, seconds=seconds)
+    try:
+        done, result, npz = parse_channel(channel)
+    except ChannelError as err:
+        done, result, npz = -1, None, b""
+        if not timed_out and not overflow:
+            run.status, run.message = "failed", f"the grader could not read your results: {err}"
+            return run
+    result = result or {}
+    for key in ("blocked", "tampered", "setup_errors"):
+        value = result.get(key, [])
+        setattr(run, key, [str(v)[:500] for v in value[:20]] if isinstance(value, list) else [])
     where = (f" while running case {done + 1} of {n_cases}" if 0 <= done < n_cases
              else " before any case ran")
-    result: dict = {}
-    try:
-        result = json.loads((tmpdir / "result.json").read_text())
-    except (OSError, ValueError):
-        result = {}
-    run = RunResult("ok", stdout=stdout, seconds=seconds,
-                    blocked=list(result.get("blocked", [])),
-                    tampered=list(result.get("tampered", [])),
-                    setup_errors=list(result.get("setup_errors", [])))
+    if overflow:
+        run.status, run.message = "failed", (
+            f"stopped{where}: your function returned more than {limits.result_mb} MB of output")
+        return run
     if timed_out:
         run.status, run.message = "timeout", (
             f"stopped after {limits.wall:.0f} s{where} (an infinite loop, or far too slow)")
         return run
+    if code is not None and 128 < code <= 128 + 64:
+        code = 128 - code     # a signal, as the sandbox's init reports it (128 + signal)
     if not result or code != 0:
         if code is not None and code < 0:
             try:
@@ -225,32 +368,39 @@ def _collect(tmpdir: Path, code: int, timed_out: bool, seconds: float, n_cases: 
         else:
             run.status, run.message = "crashed", (
                 f"the process exited (exit code {code}){where}: did the code call sys.exit, "
-                "os._exit or exhaust memory?")
+                "os._exit, kill its own process or exhaust memory?")
         if "MemoryError" in stdout:
             run.message += f" (memory limit {limits.memory_mb} MB)"
         return run
     if result.get("status") == "no_function":
-        run.status, run.message = "no_function", result.get("message", "")
+        run.status, run.message = "no_function", str(result.get("message", ""))[:1000]
         return run
     try:
-        outputs = np.load(tmpdir / "outputs.npz", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        run.status, run.message = "failed", f"outputs unreadable: {err}"
+        outputs = load_outputs(npz, limits.result_mb << 20, max(1, n_cases * max(1, n_outputs)))
+    except ChannelError as err:
+        run.status, run.message = "failed", f"the grader could not read your results: {err}"
         return run
-    with outputs:
-        for i, c in enumerate(result.get("cases", [])):
-            if c.get("status") != "ok":
-                run.cases.append(CaseRun(c.get("status", "error"), error=c.get("error", "")))
-                continue
-            try:
-                if c.get("kind") == "seq":
-                    out: Any = tuple(outputs[f"c{i}_o{j}"] for j in range(int(c["n"])))
-                else:
-                    out = outputs[f"c{i}_o"]
-            except (KeyError, ValueError) as err:
-                run.cases.append(CaseRun("error", error=f"output missing: {err}"))
-                continue
-            run.cases.append(CaseRun("ok", output=out))
+    reported = result.get("cases", [])
+    if not isinstance(reported, list):
+        reported = []
+    for i, c in enumerate(reported[:n_cases]):
+        c = c if isinstance(c, dict) else {}
+        if c.get("status") != "ok":
+            status = c.get("status") if c.get("status") in ("error", "not_implemented") else "error"
+            run.cases.append(CaseRun(status, error=str(c.get("error", ""))[:500]))
+            continue
+        try:
+            if c.get("kind") == "seq":
+                n = int(c["n"])
+                if not 0 <= n <= max(1, n_outputs) + 8:
+                    raise ValueError("too many outputs")
+                out: Any = tuple(outputs[f"c{i}_o{j}"] for j in range(n))
+            else:
+                out = outputs[f"c{i}_o"]
+        except (KeyError, ValueError, TypeError) as err:
+            run.cases.append(CaseRun("error", error=f"output missing: {err}"))
+            continue
+        run.cases.append(CaseRun("ok", output=out))
     while len(run.cases) < n_cases:
         run.cases.append(CaseRun("not_run", error="not run"))
     return run
@@ -258,14 +408,14 @@ def _collect(tmpdir: Path, code: int, timed_out: bool, seconds: float, n_cases: 
 
 # == child side (this file run as a script; stdlib + numpy only) ===========================
 class _Blocker:
-    """First on sys.meta_path: the answers and the checker cannot be imported."""
+    """First on sys.meta_path: records attempts to import the answers (which the sandbox does
+    not contain: the record only names what was tried)."""
 
-    def __init__(self, record: list):
-        self.record = record
+    def __init__(self, record: list, prefixes: tuple):
+        self.record, self.prefixes = record, prefixes
 
     def find_spec(self, name, path=None, target=None):
-        if name == "workshop.grading" or name.startswith(FORBIDDEN_PREFIXES) or name in (
-                "workshop.reference", "workshop.exercises"):
+        if name.startswith(self.prefixes):
             self.record.append(name)
             raise ModuleNotFoundError(f"{name} is out of reach while grading", name=name)
 
@@ -333,25 +483,30 @@ class _LazyModule(types.ModuleType):
         return dir(self._load())
 
 
-def _child_setup(limits: dict, blocked: list) -> None:
+def _child_setup(limits: dict, blocked: list, answer_modules: tuple) -> None:
     import resource
 
-    sys.meta_path.insert(0, _Blocker(blocked))
+    sys.meta_path.insert(0, _Blocker(blocked, answer_modules))
     for name in list(sys.modules):
         if name == "workshop" or name.startswith("workshop."):
             del sys.modules[name]
     mem = int(limits.get("memory_mb", 2048)) << 20
     cpu = int(limits.get("cpu", 60))
     fsize = int(limits.get("file_mb", 256)) << 20
-    for what, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu),
-                        (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CORE, 0)):
+    caps = [(resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu),
+            (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CORE, 0)]
+    if "nproc" in limits:
+        caps.append((resource.RLIMIT_NPROC, int(limits["nproc"])))
+    for what, value in caps:
         try:
             resource.setrlimit(what, (value, value))
         except (ValueError, OSError):
             pass
-    # `from workshop.grading import check, grade` in a solution cell: harmless no-ops
+    # `from workshop.grading import check, grade` in a solution cell: harmless no-ops (the
+    # sandbox's package has the same stub; this one serves the unsandboxed self-check)
     stub = types.ModuleType("workshop.grading")
     stub.check = stub.grade = lambda *a, **k: None
+    stub.NOT_IMPLEMENTED = "not implemented yet"
     sys.modules["workshop.grading"] = stub
     try:
         import workshop  # noqa: F401  (the light package __init__; helpers stay importable)
@@ -396,27 +551,39 @@ def _describe_error(err: BaseException) -> str:
     return f"raised {type(err).__name__}: {text}{where}"
 
 
-def _child_main(jobdir: str) -> None:
+def _child_main(jobdir: str, channel_fd: int) -> None:
     blocked: list[str] = []
     job = json.loads(Path(jobdir, "job.json").read_text())
-    _child_setup(job.get("limits", {}), blocked)
+    answer_modules = tuple(job.get("answer_modules", ()))
+    _child_setup(job.get("limits", {}), blocked, answer_modules)
     real_out, real_err = sys.stdout, sys.stderr
     sys.stdout = _CappedWriter(real_out, PRINT_LIMIT)
     sys.stderr = _CappedWriter(real_err, PRINT_LIMIT)
 
+    import io
+
     import numpy as np
 
+    savez, dumps, write = np.savez, json.dumps, os.write   # before any learner code runs
     result = {"cases": [], "blocked": blocked, "tampered": [], "setup_errors": []}
-    progress = os.open(Path(jobdir, "progress"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     blocker = sys.meta_path[0]
 
-    def finish():
+    def send(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[write(channel_fd, view):]
+
+    def finish(outputs: dict) -> None:
         if not sys.meta_path or sys.meta_path[0] is not blocker:
             result["tampered"].append("the import blocker was removed from sys.meta_path")
         for name in list(sys.modules):
-            if name.startswith(REFERENCE_PREFIXES) and name not in result["tampered"]:
+            if name.startswith(answer_modules) and f"{name} was loaded" not in result["tampered"]:
                 result["tampered"].append(f"{name} was loaded")
-        Path(jobdir, "result.json").write_text(json.dumps(result))
+        buffer = io.BytesIO()
+        savez(buffer, **outputs)
+        summary = dumps(result).encode()
+        payload = buffer.getvalue()
+        send(f"R {len(summary)} {len(payload)}\n".encode() + summary + payload)
 
     ns: dict = {"__name__": "__main__", "__builtins__": builtins}
     for stmt in job["imports"]:
@@ -435,7 +602,7 @@ def _child_main(jobdir: str) -> None:
         except BaseException as err:  # noqa: BLE001 - an import that fails is simply absent
             result["setup_errors"].append(f"{stmt}: {type(err).__name__}")
     # A notebook's other cells may import helpers that reach the answers (workshop.evaluation):
-    # blocked there, such an import is simply absent. Only the graded code's reaching counts.
+    # absent here, such an import is simply absent. Only the graded code's reaching counts.
     del blocked[:]
     cells = job["cells"]
     for label, src in cells:
@@ -451,7 +618,7 @@ def _child_main(jobdir: str) -> None:
         errors = "; ".join(result["setup_errors"][-2:])
         result["message"] = (f"the solution cell does not define a function {job['function']}"
                              + (f" ({errors})" if errors else ""))
-        finish()
+        finish({})
         return
     result["status"] = "ran"
     with np.load(Path(jobdir, "inputs.npz"), allow_pickle=False) as data:
@@ -461,7 +628,7 @@ def _child_main(jobdir: str) -> None:
     n_out = int(job.get("n_outputs", 1))
     static = set(job.get("tf_static", []))
     for i, case in enumerate(job["cases"]):
-        os.write(progress, f"{i}\n".encode())
+        send(f"P {i}\n".encode())
         args = [_decode(a, arrays) for a in case["args"]]
         kwargs = {k: _decode(v, arrays) for k, v in case["kwargs"].items()}
         args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
@@ -501,14 +668,13 @@ def _child_main(jobdir: str) -> None:
                 result["cases"].append({"status": "ok", "kind": "one"})
         except BaseException as err:  # noqa: BLE001
             result["cases"].append({"status": "error", "error": f"{err}"[:300]})
-    os.write(progress, f"{len(job['cases'])}\n".encode())
-    np.savez(Path(jobdir, "outputs.npz"), **outputs)
+    send(f"P {len(job['cases'])}\n".encode())
     sys.stdout.flush()
-    finish()
+    finish(outputs)
 
 
 if __name__ == "__main__":
-    _child_main(sys.argv[1])
+    _child_main(sys.argv[1], int(sys.argv[2]))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # skip interpreter teardown (atexit hooks a learner may have registered)
