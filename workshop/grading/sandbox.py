@@ -56,7 +56,7 @@ def grade(*args, **kwargs):
     return None
 '''
 SANDBOX_UID_BASE = int(os.environ.get("WORKSHOP_SANDBOX_UID_BASE", "64000"))
-SANDBOX_UID_COUNT = 256
+SANDBOX_UID_COUNT = 256          # per grader process; two graders at once use other blocks
 USERNS_UID = 65534
 TMP_MB = 64
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `sudo apt-get install bubblewrap`; "
@@ -77,6 +77,7 @@ class UidPool:
     """Distinct unprivileged uids for concurrent tests (``RLIMIT_NPROC`` counts per uid)."""
 
     def __init__(self, base: int = SANDBOX_UID_BASE, count: int = SANDBOX_UID_COUNT):
+        base += (os.getpid() % 32) * count
         self._free = list(range(base, base + count))
         self._lock = threading.Lock()
 
@@ -296,7 +297,8 @@ def _unavailable_reason() -> str:
 # == --check-sandbox: every promise tested live ===============================================
 _PROBE = r'''
 import json, os, socket, subprocess, sys, time, resource
-grader_pid, port, tmp_mb, secret = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+grader_pid, port, tmp_mb, nproc = (int(a) for a in sys.argv[1:5])
+secret = sys.argv[5:]
 out = {}
 out["uid"] = [os.getuid(), os.geteuid(), os.getgid()]
 def attempt(fn):
@@ -328,7 +330,27 @@ out["net_grader"] = attempt(lambda: socket.create_connection(("127.0.0.1", port)
 out["signal_grader"] = attempt(lambda: os.kill(grader_pid, 0))
 out["proc_grader"] = os.path.exists(f"/proc/{grader_pid}")
 out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
-out["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+if nproc:
+    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    gate_r, gate_w = os.pipe()
+    started = 0
+    for _ in range(nproc + 8):
+        try:
+            pid = os.fork()
+        except OSError:
+            break
+        if pid == 0:
+            os.close(gate_w)
+            os.read(gate_r, 1)
+            os._exit(0)
+        started += 1
+    os.close(gate_w)
+    for _ in range(started):
+        os.wait()
+    out["nproc"] = f"{started} more processes started of {nproc + 8} tried (limit {nproc})"
+    out["nproc_capped"] = started < nproc
+else:
+    out["nproc"] = "no per-sandbox process cap (it would count the grader's own processes)"
 # a double-forked, setsid'd process that tries to outlive the test
 if os.fork() == 0:
     os.setsid()
@@ -361,15 +383,17 @@ def check_sandbox(sandbox: Sandbox | None = None, log=print) -> list[tuple[str, 
     listener.settimeout(0.2)
     port = listener.getsockname()[1]
     secret = [str(COURSE_ROOT / "solutions"), str(PACKAGE_DIR / "reference"),
-              str(PACKAGE_DIR / "exercises"), str(Path.home()), *map(str, sandbox.hide)]
+              str(PACKAGE_DIR / "exercises"), str(PACKAGE_DIR / "grading" / "check.py"),
+              *map(str, sandbox.hide), *_home_samples()]
     read_end, write_end = os.pipe()
     uid = sandbox.acquire_uid()
     with tempfile.TemporaryDirectory(prefix="workshop-probe-") as tmp:
         Path(tmp).chmod(0o755)
         Path(tmp, "probe.py").write_text(_PROBE)
         Path(tmp, "probe.py").chmod(0o644)
+        nproc = limits.processes if sandbox.mode == "root" else 0
         argv = [sys.executable, "-I", "/job/probe.py", str(os.getpid()), str(port),
-                str(sandbox.tmp_mb), *secret]
+                str(sandbox.tmp_mb), str(nproc), *secret]
         env = {**child_env(), "PROBE_FD": str(write_end)}
         t0 = time.monotonic()
         proc = subprocess.run(sandbox.command(argv, Path(tmp), uid), env=env, capture_output=True,
@@ -418,11 +442,25 @@ def check_sandbox(sandbox: Sandbox | None = None, log=print) -> list[tuple[str, 
     rows.append(("processes outlive the test", not survived,
                  "a double-forked setsid child " + ("SURVIVED" if survived else
                                                     "was killed when the test ended")))
+    capped = sandbox.mode != "root" or bool(probe.get("nproc_capped"))
+    rows.append(("process count", capped, probe["nproc"]))
     rows.append(("limits", True, f"memory {limits.memory_mb} MB, CPU {limits.cpu} s, wall "
-                 f"{limits.wall:.0f} s, processes {probe['nproc']}, output {limits.result_mb} MB"))
+                 f"{limits.wall:.0f} s, file size {limits.file_mb} MB, results "
+                 f"{limits.result_mb} MB (set per test by the runner)"))
     rows.append(("cost", True, f"{seconds:.2f} s for this probe (sandbox start + python)"))
     _print_rows(rows, log)
     return rows
+
+
+def _home_samples(n: int = 3) -> list[str]:
+    """A few of the grader's own files (its home folder's entries not on the way to Python)."""
+    home = Path.home()
+    on_the_way = {a for r in _python_roots() for a in [r, *r.parents]}
+    try:
+        entries = sorted(home.iterdir())
+    except OSError:
+        return []
+    return [str(e) for e in entries if e not in on_the_way][:n]
 
 
 def _read_with_timeout(fd: int, seconds: float) -> bytes:
