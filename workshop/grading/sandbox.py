@@ -420,7 +420,7 @@ def check_sandbox(sandbox: Sandbox | None = None, log=print) -> list[tuple[str, 
         rows.append(("identity", uid_in not in (0, os.getuid()),
                      f"uid {uid_in} (the grader is uid {os.getuid()}), no capabilities"))
     else:
-        rows.append(("identity", uid_in != 0, f"uid {uid_in} in a user namespace (outside: the "
+        rows.append(("identity", False, f"uid {uid_in} in a user namespace (outside: the "
                      f"grader's uid {os.getuid()}; grade as root for a separate uid)"))
     visible = [p for p, seen in probe["secret_paths"].items() if seen]
     rows.append(("files: answers, solutions, results", not visible and probe["reference"] != "importable",
