@@ -46,8 +46,10 @@ from .records import (
     write_submission,
 )
 from .runner import Limits, RunResult, run_program
-from .sandbox import Sandbox, SandboxUnavailable, check_sandbox
+from .probe import check_sandbox
+from .sandbox import Sandbox, SandboxUnavailable
 from .static import forbidden_bindings, static_violations
+from .zygote import session_for
 
 COURSE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,7 +123,7 @@ def _notebook_imports(nb: dict) -> list[str]:
 
 
 def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expected,
-               limits: Limits, sandbox: Sandbox, outside: dict[str, str]) -> None:
+               limits: Limits, sandbox: Sandbox, outside: dict[str, str], session=None) -> None:
     """Grade one test of a notebook into ``rec``."""
     try:
         exercise, cases, exp = expected.get(test.exercise)
@@ -145,7 +147,8 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
                        "your solution " + "; ".join(problems[:3]) + ".")
         return
     run = run_program(program, cases, test.tier, n_outputs=len(exercise.outputs),
-                      tf_static=exercise.tf_static, limits=limits, sandbox=sandbox)
+                      tf_static=exercise.tf_static, limits=limits, sandbox=sandbox,
+                      session=session)
     rec.stdout, rec.seconds = run.stdout, round(run.seconds, 3)
     if run.reached_reference or run.tampered:
         rec.status = "violation"
@@ -173,9 +176,10 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
 
 
 def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expected: Expected,
-                   limits: Limits, budget: float = 900.0,
-                   sandbox: Sandbox | None = None) -> SubmissionResult:
-    """Every test of one submitted notebook; never raises for anything in the notebook."""
+                   limits: Limits, budget: float = 900.0, sandbox: Sandbox | None = None,
+                   session=None) -> SubmissionResult:
+    """Every test of one submitted notebook; never raises for anything in the notebook.
+    ``session``: the learner's warm sandboxed interpreter (:func:`~.zygote.session_for`)."""
     sandbox = sandbox or Sandbox("none")
     start = time.monotonic()
     sub = SubmissionResult(student, path.name, str(path))
@@ -197,7 +201,7 @@ def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expect
             continue
         test_limits = Limits(**{**limits.__dict__, "wall": min(limits.wall, left)})
         try:
-            grade_test(nb, test, rec, expected, test_limits, sandbox, outside)
+            grade_test(nb, test, rec, expected, test_limits, sandbox, outside, session)
         except (RecursionError, MemoryError) as err:
             rec.status, rec.points = "error", 0.0
             rec.message = (f"this solution cell could not be read ({type(err).__name__}: an "
@@ -262,7 +266,7 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
     tests_cache: dict[Path, tuple] = {}
     lock = threading.Lock()
 
-    def one(item):
+    def one(item, session):
         path, student = item
         if resume:
             try:
@@ -285,7 +289,8 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
                     tests_cache[sol] = nbk.graded_tests(nbk.load(sol))
             tests, warnings = tests_cache[sol]
             try:
-                res = grade_notebook(path, tests, student, expected, limits, budget, sandbox)
+                res = grade_notebook(path, tests, student, expected, limits, budget, sandbox,
+                                     session)
             except Exception as err:  # a grader bug must not lose the other submissions  # noqa: BLE001
                 res = SubmissionResult(student, path.name, str(path),
                                        error=f"internal grader error: {type(err).__name__}: {err}")
@@ -297,13 +302,27 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
             log(f"{student}/{path.name}: {state} ({res.seconds:.1f} s)")
         return res
 
+    def learner(items):
+        """All notebooks of one learner, in one sandboxed session (never shared)."""
+        session = session_for(sandbox)
+        try:
+            return [one(item, session) for item in items]
+        finally:
+            if session is not None:
+                session.close()
+
     items = find_notebooks(submissions)
+    by_learner: dict[str, list] = {}
+    for item in items:
+        by_learner.setdefault(item[1], []).append(item)
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(one, items))
+            graded = list(pool.map(learner, by_learner.values()))
     finally:
         if own_sandbox:
             sandbox.close()
+    done = {(r.student, r.path): r for group in graded for r in group}
+    results = [done[(student, str(path))] for path, student in items]
     write_grades(results, out)
     return results
 

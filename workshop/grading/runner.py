@@ -127,19 +127,68 @@ def _encode(value: Any, arrays: dict, key: str) -> Any:
     raise TypeError(f"cannot send a {type(value).__name__} to the sandbox")
 
 
+class OneShot:
+    """A new process for one test: in the bwrap sandbox of ``sandbox`` (or, in mode ``none``, a
+    plain child process). The zygote (:class:`workshop.grading.zygote.Zygote`) has the same
+    methods and forks a warm process instead."""
+
+    def __init__(self, sandbox: Sandbox, env: dict[str, str]):
+        self.sandbox, self.env, self.proc = sandbox, env, None
+
+    @property
+    def jobs(self) -> None:
+        return None
+
+    def start(self, job_dir: Path, uid: int | None, tier: str | None, result_fd: int,
+              out_fd: int) -> None:
+        if self.sandbox.isolated:
+            argv = [sys.executable, "-I", "-X", "faulthandler", "/grader/runner.py", "/job",
+                    str(result_fd)]
+        else:
+            argv = [sys.executable, "-I", "-X", "faulthandler", __file__, str(job_dir),
+                    str(result_fd)]
+        self.proc = subprocess.Popen(self.sandbox.command(argv, job_dir, uid), cwd=job_dir,
+                                     env=self.env, stdin=subprocess.DEVNULL, stdout=out_fd,
+                                     stderr=out_fd, start_new_session=True,
+                                     pass_fds=(result_fd,))
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return None
+        self.stop()   # grandchildren too (in the sandbox, its PID namespace ends with it)
+        if self.sandbox.isolated and 128 < code <= 128 + 64:
+            code = 128 - code     # a signal, as the sandbox's init reports it (128 + signal)
+        return code
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+
+
 def run_program(program, cases, tier: str | None, n_outputs: int = 1,
                 tf_static: tuple = (), limits: Limits | None = None,
-                sandbox: Sandbox | None = None, workdir: str | None = None) -> RunResult:
+                sandbox: Sandbox | None = None, session=None,
+                workdir: str | None = None) -> RunResult:
     """Run ``program`` (a :class:`workshop.grading.notebook.Program`) on ``cases`` (registry
-    :class:`Case` objects) in a child process inside ``sandbox`` (default: none, for a learner's
-    own self-check); never raises for anything the learner did."""
+    :class:`Case` objects) in a child process: forked by ``session`` (a learner's
+    :class:`~workshop.grading.zygote.Zygote`) or started anew inside ``sandbox`` (default: none,
+    for a learner's own self-check). Never raises for anything the learner did."""
     import numpy as np
 
     from .sandbox import ANSWER_MODULES, Sandbox
 
     sandbox = sandbox or Sandbox("none")
     limits = (limits or Limits()).for_tier(tier)
-    with tempfile.TemporaryDirectory(prefix="workshop-grade-", dir=workdir) as tmp:
+    launcher = session or OneShot(sandbox, child_env())
+    with tempfile.TemporaryDirectory(prefix="job-", dir=launcher.jobs or workdir) as tmp:
         tmpdir = Path(tmp)
         arrays: dict[str, np.ndarray] = {}
         encoded = []
@@ -155,58 +204,50 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
                "cases": encoded, "limits": child_limits,
                "answer_modules": list(ANSWER_MODULES)}
         (tmpdir / "job.json").write_text(json.dumps(job))
-        for p in (tmpdir / "inputs.npz", tmpdir / "job.json"):
-            p.chmod(0o644)
-        tmpdir.chmod(0o755)
-        read_fd, write_fd = os.pipe()
         uid = sandbox.acquire_uid()
-        if sandbox.isolated:
-            argv = [sys.executable, "-I", "-X", "faulthandler", "/grader/runner.py", "/job",
-                    str(write_fd)]
-        else:
-            argv = [sys.executable, "-I", "-X", "faulthandler", __file__, tmp, str(write_fd)]
+        for path in (tmpdir / "inputs.npz", tmpdir / "job.json", tmpdir):
+            if session is not None:   # this test's uid alone may read it
+                os.chown(path, uid, uid)
+                path.chmod(0o700 if path.is_dir() else 0o600)
+            else:
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        result_r, result_w = os.pipe()
+        out_r, out_w = os.pipe()
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(sandbox.command(argv, tmpdir, uid), cwd=tmp, env=child_env(),
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    pass_fds=(write_fd,))
+            launcher.start(tmpdir.name if session is not None else tmpdir, uid, tier,
+                           result_w, out_w)
         except OSError as err:
-            os.close(read_fd)
-            os.close(write_fd)
+            for fd in (result_r, out_r):
+                os.close(fd)
             sandbox.release_uid(uid)
             return RunResult("failed", message=f"the sandbox could not start: {err}")
-        os.close(write_fd)
+        finally:
+            os.close(result_w)
+            os.close(out_w)
         kept, channel = bytearray(), bytearray()
         overflow = threading.Event()
-        result_limit = limits.result_mb << 20
-        out_reader = threading.Thread(target=_drain, args=(proc.stdout, kept), daemon=True)
-        res_stream = os.fdopen(read_fd, "rb", buffering=0)
-        res_reader = threading.Thread(target=_drain_channel, daemon=True,
-                                      args=(res_stream, channel, result_limit, overflow, proc))
-        out_reader.start()
-        res_reader.start()
-        timed_out = False
+        out_stream = os.fdopen(out_r, "rb", buffering=0)
+        res_stream = os.fdopen(result_r, "rb", buffering=0)
+        readers = [threading.Thread(target=_drain, args=(out_stream, kept), daemon=True),
+                   threading.Thread(target=_drain_channel, daemon=True,
+                                    args=(res_stream, channel, limits.result_mb << 20, overflow,
+                                          launcher.stop))]
+        for r in readers:
+            r.start()
         try:
-            proc.wait(timeout=limits.wall)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            code = launcher.wait(limits.wall)
         finally:
-            try:  # the whole session: grandchildren too (the sandbox's PID namespace dies with it)
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
             sandbox.release_uid(uid)
-            out_reader.join(timeout=5)
-            res_reader.join(timeout=5)
-            proc.stdout.close()
+            for r in readers:
+                r.join(timeout=5)
+            out_stream.close()
             res_stream.close()
         seconds = time.monotonic() - start
         stdout = bytes(kept[:PRINT_LIMIT]).decode("utf-8", errors="replace")
         if len(kept) > PRINT_LIMIT:
             stdout += "\n[... output truncated ...]"
-        return _collect(bytes(channel), stdout, proc.returncode, timed_out, overflow.is_set(),
+        return _collect(bytes(channel), stdout, code, code is None, overflow.is_set(),
                         seconds, len(cases), n_outputs, limits)
 
 
@@ -215,7 +256,7 @@ def _drain(stream, kept: bytearray, limit: int = PRINT_LIMIT + 1) -> None:
     print gigabytes: they are read and dropped, never stored)."""
     while True:
         try:
-            chunk = stream.read1(1 << 16)
+            chunk = stream.read(1 << 16)
         except (OSError, ValueError):
             return
         if not chunk:
@@ -224,7 +265,7 @@ def _drain(stream, kept: bytearray, limit: int = PRINT_LIMIT + 1) -> None:
             kept.extend(chunk[: limit - len(kept)])
 
 
-def _drain_channel(stream, kept: bytearray, limit: int, overflow: threading.Event, proc) -> None:
+def _drain_channel(stream, kept: bytearray, limit: int, overflow: threading.Event, stop) -> None:
     """The result channel: kept up to ``limit`` bytes; beyond it the child is stopped."""
     while True:
         try:
@@ -235,10 +276,7 @@ def _drain_channel(stream, kept: bytearray, limit: int, overflow: threading.Even
             return
         if len(kept) + len(chunk) > limit:
             overflow.set()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            stop()
             return
         kept.extend(chunk)
 
@@ -353,8 +391,6 @@ def _collect(channel: bytes, stdout: str, code: int, timed_out: bool, overflow: 
         run.status, run.message = "timeout", (
             f"stopped after {limits.wall:.0f} s{where} (an infinite loop, or far too slow)")
         return run
-    if code is not None and 128 < code <= 128 + 64:
-        code = 128 - code     # a signal, as the sandbox's init reports it (128 + signal)
     if not result or code != 0:
         if code is not None and code < 0:
             try:
@@ -490,7 +526,12 @@ def _child_setup(limits: dict, blocked: list, answer_modules: tuple) -> None:
     for name in list(sys.modules):
         if name == "workshop" or name.startswith("workshop."):
             del sys.modules[name]
-    mem = int(limits.get("memory_mb", 2048)) << 20
+    try:   # the limit is on top of what is mapped already (a warm process has TensorFlow)
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        mapped = 0
+    mem = mapped + (int(limits.get("memory_mb", 2048)) << 20)
     cpu = int(limits.get("cpu", 60))
     fsize = int(limits.get("file_mb", 256)) << 20
     caps = [(resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu),

@@ -16,20 +16,19 @@ Each graded test runs ``python -I runner.py`` inside ``bwrap`` with:
   when the test ends.
 
 Memory, CPU time, file size and process count are capped by the runner with ``setrlimit``; the
-wall clock by the grader. :func:`check_sandbox` tests each promise live and reports it.
+wall clock by the grader. As root, one learner's tests share one such sandbox, each in a process
+of its own uid (:mod:`workshop.grading.zygote`). :mod:`workshop.grading.probe` tests each promise
+live and reports it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +113,8 @@ class CourseView:
         (package / "grading").mkdir()
         (package / "grading" / "__init__.py").write_text(GRADING_STUB)
         (self.root / "runner").mkdir()
-        shutil.copy2(Path(__file__).with_name("runner.py"), self.root / "runner" / "runner.py")
+        for script in ("runner.py", "zygote.py"):
+            shutil.copy2(Path(__file__).with_name(script), self.root / "runner" / script)
         for path in [self.root, *self.root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         self._outer.chmod(0o711)      # the sandbox's uid may pass through, not list
@@ -176,7 +176,7 @@ class Sandbox:
     def detect(cls, allow_none: bool = False, hide: list[Path] | None = None) -> Sandbox:
         """The strongest sandbox this machine offers; :class:`SandboxUnavailable` if there is
         none (unless ``allow_none``: then ``mode="none"``)."""
-        reason = _unavailable_reason()
+        reason = unavailable_reason()
         if reason:
             if allow_none:
                 return cls("none")
@@ -222,6 +222,29 @@ class Sandbox:
         ``job_dir`` read-only at ``/job``. In mode ``none``: ``argv`` itself."""
         if self.mode == "none":
             return list(argv)
+        cmd = self._filesystem([(job_dir, "/job")] if job_dir is not None else [])
+        if self.mode == "root":
+            cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
+                    self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all"]
+        else:
+            cmd += ["--unshare-user", "--uid", str(USERNS_UID), "--gid", str(USERNS_UID),
+                    "--cap-drop", "ALL", "--"]
+        return cmd + list(argv)
+
+    def zygote_command(self, argv: list[str], jobs_dir: Path) -> list[str]:
+        """The command line of one learner's zygote (:mod:`workshop.grading.zygote`; root
+        only): ``jobs_dir`` read-only at ``/jobs``; the zygote keeps just the capabilities it
+        needs to give each test a uid and a ``/tmp`` folder of its own and to end its processes
+        (learner code runs only in its children, which have none)."""
+        if self.mode != "root":
+            raise ValueError("a zygote needs a sandbox started as root")
+        cmd = self._filesystem([(jobs_dir, "/jobs")])
+        for cap in ("SETUID", "SETGID", "KILL", "CHOWN", "DAC_OVERRIDE", "FOWNER"):
+            cmd += ["--cap-add", f"CAP_{cap}"]
+        return cmd + ["--"] + list(argv)
+
+    def _filesystem(self, binds: list[tuple[Path, str]]) -> list[str]:
         cmd = [self.bwrap, "--ro-bind", "/usr", "/usr", *_system_links()]
         for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
             if os.path.exists(f):
@@ -241,21 +264,13 @@ class Sandbox:
                 cmd += ["--tmpfs", str(s)]
         cmd += ["--ro-bind", str(self.view.package), str(PACKAGE_DIR),
                 "--ro-bind", str(self.view.runner.parent), "/grader"]
-        if job_dir is not None:
-            cmd += ["--ro-bind", str(job_dir), "/job"]
-        cmd += ["--proc", "/proc", "--dev", "/dev",
-                "--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp",
-                "--chdir", "/tmp", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-                "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
-                "--die-with-parent", "--new-session"]
-        if self.mode == "root":
-            cmd += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
-                    self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                    "--inh-caps=-all", "--bounding-set=-all"]
-        else:
-            cmd += ["--unshare-user", "--uid", str(USERNS_UID), "--gid", str(USERNS_UID),
-                    "--cap-drop", "ALL", "--"]
-        return cmd + list(argv)
+        for src, dst in binds:
+            cmd += ["--ro-bind", str(src), dst]
+        return cmd + ["--proc", "/proc", "--dev", "/dev",
+                      "--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp",
+                      "--chdir", "/tmp", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+                      "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+                      "--die-with-parent", "--new-session", "--remount-ro", "/"]
 
     def describe(self) -> str:
         return {"root": "bubblewrap, a separate unprivileged uid",
@@ -267,7 +282,7 @@ class Sandbox:
 _PROBE_CACHE: dict[str, str] = {}
 
 
-def _unavailable_reason() -> str:
+def unavailable_reason() -> str:
     """Empty when bwrap is installed and can start a sandbox here, else why not."""
     if "reason" in _PROBE_CACHE:
         return _PROBE_CACHE["reason"]
@@ -292,187 +307,3 @@ def _unavailable_reason() -> str:
             reason = f"bwrap did not start ({err})"
     _PROBE_CACHE["reason"] = reason
     return reason
-
-
-# == --check-sandbox: every promise tested live ===============================================
-_PROBE = r'''
-import json, os, socket, subprocess, sys, time, resource
-grader_pid, port, tmp_mb, nproc = (int(a) for a in sys.argv[1:5])
-secret = sys.argv[5:]
-out = {}
-out["uid"] = [os.getuid(), os.geteuid(), os.getgid()]
-def attempt(fn):
-    try:
-        fn()
-        return "allowed"
-    except Exception as err:
-        return f"{type(err).__name__}: {err}"[:120]
-out["secret_paths"] = {p: os.path.exists(p) for p in secret}
-try:
-    import workshop.reference  # noqa
-    out["reference"] = "importable"
-except Exception as err:
-    out["reference"] = f"{type(err).__name__}"
-import workshop
-out["package"] = sorted(os.listdir(os.path.dirname(workshop.__file__)))
-out["write_runtime"] = attempt(lambda: open(os.path.join(sys.prefix, "probe-write"), "w"))
-out["write_package"] = attempt(lambda: open(os.path.join(os.path.dirname(workshop.__file__), "x"), "w"))
-out["tmp_listing"] = os.listdir("/tmp")
-def fill():
-    with open("/tmp/fill", "wb") as f:
-        for _ in range(tmp_mb + 2):
-            f.write(b"\0" * (1 << 20))
-out["tmp_fill"] = attempt(fill)
-os.unlink("/tmp/fill") if os.path.exists("/tmp/fill") else None
-out["net_public"] = attempt(lambda: socket.create_connection(("1.1.1.1", 53), timeout=2))
-out["net_dns"] = attempt(lambda: socket.getaddrinfo("pypi.org", 443))
-out["net_grader"] = attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=2))
-out["signal_grader"] = attempt(lambda: os.kill(grader_pid, 0))
-out["proc_grader"] = os.path.exists(f"/proc/{grader_pid}")
-out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
-if nproc:
-    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-    gate_r, gate_w = os.pipe()
-    started = 0
-    for _ in range(nproc + 8):
-        try:
-            pid = os.fork()
-        except OSError:
-            break
-        if pid == 0:
-            os.close(gate_w)
-            os.read(gate_r, 1)
-            os._exit(0)
-        started += 1
-    os.close(gate_w)
-    for _ in range(started):
-        os.wait()
-    out["nproc"] = f"{started} more processes started of {nproc + 8} tried (limit {nproc})"
-    out["nproc_capped"] = started < nproc
-else:
-    out["nproc"] = "no per-sandbox process cap (it would count the grader's own processes)"
-# a double-forked, setsid'd process that tries to outlive the test
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        time.sleep(1.0)
-        os.write(int(os.environ["PROBE_FD"]), b"survived")
-        os._exit(0)
-    os._exit(0)
-time.sleep(0.1)
-print(json.dumps(out))
-'''
-
-
-def check_sandbox(sandbox: Sandbox | None = None, log=print) -> list[tuple[str, bool, str]]:
-    """Start a probe in the sandbox and test each isolation promise; returns
-    ``(item, held, evidence)`` rows and prints them (``log=None``: silent)."""
-    from .runner import Limits, child_env
-
-    sandbox = sandbox or Sandbox.detect(allow_none=True)
-    limits = Limits()
-    rows: list[tuple[str, bool, str]] = []
-    if not sandbox.isolated:
-        rows.append(("sandbox", False, f"none available: {_unavailable_reason()}; "
-                     f"{INSTALL_HINT}"))
-        _print_rows(rows, log)
-        return rows
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
-    secret = [str(COURSE_ROOT / "solutions"), str(PACKAGE_DIR / "reference"),
-              str(PACKAGE_DIR / "exercises"), str(PACKAGE_DIR / "grading" / "check.py"),
-              *map(str, sandbox.hide), *_home_samples()]
-    read_end, write_end = os.pipe()
-    uid = sandbox.acquire_uid()
-    with tempfile.TemporaryDirectory(prefix="workshop-probe-") as tmp:
-        Path(tmp).chmod(0o755)
-        Path(tmp, "probe.py").write_text(_PROBE)
-        Path(tmp, "probe.py").chmod(0o644)
-        nproc = limits.processes if sandbox.mode == "root" else 0
-        argv = [sys.executable, "-I", "/job/probe.py", str(os.getpid()), str(port),
-                str(sandbox.tmp_mb), str(nproc), *secret]
-        env = {**child_env(), "PROBE_FD": str(write_end)}
-        t0 = time.monotonic()
-        proc = subprocess.run(sandbox.command(argv, Path(tmp), uid), env=env, capture_output=True,
-                              text=True, timeout=120, pass_fds=(write_end,), check=False)
-        seconds = time.monotonic() - t0
-    sandbox.release_uid(uid)
-    os.close(write_end)
-    survived = _read_with_timeout(read_end, 2.0)
-    os.close(read_end)
-    try:
-        listener.accept()[0].close()
-        reached = True
-    except OSError:
-        reached = False
-    listener.close()
-    try:
-        probe = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        rows.append(("sandbox", False, f"the probe did not run: {proc.stderr.strip()[:300]}"))
-        _print_rows(rows, log)
-        return rows
-    uid_in = probe["uid"][0]
-    if sandbox.mode == "root":
-        rows.append(("identity", uid_in not in (0, os.getuid()),
-                     f"uid {uid_in} (the grader is uid {os.getuid()}), no capabilities"))
-    else:
-        rows.append(("identity", False, f"uid {uid_in} in a user namespace (outside: the "
-                     f"grader's uid {os.getuid()}; grade as root for a separate uid)"))
-    visible = [p for p, seen in probe["secret_paths"].items() if seen]
-    rows.append(("files: answers, solutions, results", not visible and probe["reference"] != "importable",
-                 "hidden (" + ("; ".join(visible) + " visible" if visible else
-                               f"{len(probe['secret_paths'])} paths absent, workshop.reference: "
-                               f"{probe['reference']}") + ")"))
-    rows.append(("files: course view", not (set(probe["package"]) - set(LEARNER_SAFE) - {"grading", "__pycache__"}),
-                 "workshop/ shows " + ", ".join(probe["package"])))
-    ro = probe["write_runtime"] != "allowed" and probe["write_package"] != "allowed"
-    rows.append(("files: read-only runtime", ro, probe["write_runtime"]))
-    rows.append(("/tmp: private, size-limited", not probe["tmp_listing"] and probe["tmp_fill"] != "allowed",
-                 f"empty at start; writing {sandbox.tmp_mb + 2} MB: {probe['tmp_fill']}"))
-    net = all(probe[k] != "allowed" for k in ("net_public", "net_dns", "net_grader")) and not reached
-    rows.append(("network", net, f"connect to 1.1.1.1:53: {probe['net_public']}; DNS: "
-                 f"{probe['net_dns']}; the grader's 127.0.0.1:{port}: {probe['net_grader']}"))
-    hidden = probe["signal_grader"] != "allowed" and not probe["proc_grader"]
-    rows.append(("process space", hidden, f"grader pid {os.getpid()}: signal {probe['signal_grader']}; "
-                 f"/proc/{os.getpid()} absent; {len(probe['pids'])} processes visible"))
-    rows.append(("processes outlive the test", not survived,
-                 "a double-forked setsid child " + ("SURVIVED" if survived else
-                                                    "was killed when the test ended")))
-    capped = sandbox.mode != "root" or bool(probe.get("nproc_capped"))
-    rows.append(("process count", capped, probe["nproc"]))
-    rows.append(("limits", True, f"memory {limits.memory_mb} MB, CPU {limits.cpu} s, wall "
-                 f"{limits.wall:.0f} s, file size {limits.file_mb} MB, results "
-                 f"{limits.result_mb} MB (set per test by the runner)"))
-    rows.append(("cost", True, f"{seconds:.2f} s for this probe (sandbox start + python)"))
-    _print_rows(rows, log)
-    return rows
-
-
-def _home_samples(n: int = 3) -> list[str]:
-    """A few of the grader's own files (its home folder's entries not on the way to Python)."""
-    home = Path.home()
-    on_the_way = {a for r in _python_roots() for a in [r, *r.parents]}
-    try:
-        entries = sorted(home.iterdir())
-    except OSError:
-        return []
-    return [str(e) for e in entries if e not in on_the_way][:n]
-
-
-def _read_with_timeout(fd: int, seconds: float) -> bytes:
-    import select
-
-    ready, _, _ = select.select([fd], [], [], seconds)
-    return os.read(fd, 64) if ready else b""
-
-
-def _print_rows(rows, log) -> None:
-    if not log:
-        return
-    width = max(len(r[0]) for r in rows)
-    for item, held, evidence in rows:
-        log(f"{item:<{width}}  {'ok     ' if held else 'OPEN   '}{evidence}")
