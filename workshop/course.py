@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .grading.check import NOT_IMPLEMENTED
+NOT_IMPLEMENTED = "not implemented yet"   # the self-check's words (workshop.grading.check)
 
 
 def is_implemented(fn: Callable, *args, **kwargs) -> bool:
