@@ -238,8 +238,8 @@ def test_learner_safe_modules_do_not_import_the_answers_at_import_time():
 
 def test_the_words_for_not_implemented_agree():
     from workshop import course
-    from workshop.grading import check
+    from workshop.grading.check import NOT_IMPLEMENTED
     from workshop.grading.sandbox import GRADING_STUB
 
-    assert course.NOT_IMPLEMENTED == check.NOT_IMPLEMENTED
-    assert f'NOT_IMPLEMENTED = "{check.NOT_IMPLEMENTED}"' in GRADING_STUB
+    assert course.NOT_IMPLEMENTED == NOT_IMPLEMENTED
+    assert f'NOT_IMPLEMENTED = "{NOT_IMPLEMENTED}"' in GRADING_STUB
