@@ -11,6 +11,8 @@ Layout:
     release/ submitted/<student>/<assignment>/ autograded/ feedback/   nbgrader's usual steps
     gradebook.db                       unless WORKSHOP_NBGRADER_DB_URL is set (for a shared
                                        server: postgresql://user@host/course)
+    grades.csv                         `nbgrader export`
+    grading-runs.jsonl                 each autograded notebook's hidden-case seed (owner only)
 Run the nbgrader commands from the repository root, e.g.
   nbgrader generate_assignment 03_iou_nms && nbgrader autograde 03_iou_nms && nbgrader export
 """
@@ -37,7 +39,14 @@ c.CourseDirectory.max_file_size = 20_000  # kB
 c.Execute.timeout = int(os.environ.get("WORKSHOP_NBGRADER_TIMEOUT", "300"))
 c.Execute.interrupt_on_timeout = True
 c.Execute.startup_timeout = 120
-c.Execute.allow_errors = True
+
+# autograde: no learner code runs in a kernel; each graded test cell gets the verdict of the
+# sandboxed grader (`workshop grade`'s), see workshop/grading/autograde.py
+from workshop.grading.autograde import autograde_preprocessors  # noqa: E402
+
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
+# `nbgrader export` writes the grades into the course root, not the current folder
+c.CsvExportPlugin.to = str(ROOT / "grades.csv")
 
 # learners cannot lose graded cells: deleted test/solution cells come back at autograde
 c.OverwriteCells.add_missing_cells = True

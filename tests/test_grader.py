@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from conftest import require_sandbox
 from graded_submissions import builder
 
 from workshop.exercises import get
@@ -322,10 +323,21 @@ def _submission_from_release(released: Path, bodies: dict) -> nbformat.NotebookN
     return nb
 
 
+IN_KERNEL_PATCH = """\
+import importlib
+chk = importlib.import_module("workshop.grading.check")
+chk.check_cases = lambda exercise, fn, cases, tier=None, strict=False: chk.Verdict(
+    exercise.name, tier, [chk.CaseResult(c.name, True) for c in cases])
+import sys
+print("failed call to cuInit: CUDA_ERROR_NO_DEVICE", file=sys.stderr)"""
+
+
 @pytest.mark.slow
 def test_nbgrader_pipeline(tmp_path):
     """generate_assignment -> submitted/<student>/ps1 -> autograde -> generate_feedback ->
-    export; the exported CSV must hold exactly each submission's points."""
+    export; the exported CSV must hold exactly each submission's points, the same as
+    `workshop grade` gives; a checker patched in the learner's kernel earns nothing."""
+    require_sandbox()
     course = tmp_path / "course"
     (course / "solutions").mkdir(parents=True)
     shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
@@ -352,11 +364,16 @@ def test_nbgrader_pipeline(tmp_path):
         "learner": ({}, 0.0),
         "partly": ({("iou", "numpy"): builder.IOU_NUMPY, ("iou", "loops"): wrong_body}, 2.0),
         "different": (dict(builder.DIFFERENT), builder.TOTAL),
+        # an earlier cell patches the checker in the kernel; iou_numpy is wrong (nms uses it)
+        "patches_in_kernel": ({**builder.SOLUTIONS, ("iou", "numpy"): "    return np.zeros("
+                               "(len(boxes1), len(boxes2)))"}, 1.0),
     }
     for student, (bodies, _) in students.items():
         nb = _submission_from_release(released, bodies)
         if student == "different":
             nb.cells.insert(2, nbformat.v4.new_code_cell(builder.HELPER_CELL.split("\n\n")[0]))
+        if student == "patches_in_kernel":
+            nb.cells.insert(2, nbformat.v4.new_code_cell(IN_KERNEL_PATCH))
         dst = nbg / "submitted" / student / "ps1" / builder.NOTEBOOK
         dst.parent.mkdir(parents=True)
         nbformat.write(nb, str(dst))
@@ -364,17 +381,29 @@ def test_nbgrader_pipeline(tmp_path):
     _nbgrader(course, "autograde", "ps1")
     _nbgrader(course, "generate_feedback", "ps1")
     _nbgrader(course, "export")
-    with open(course / "grades.csv", newline="") as f:
+    assert not (course / "grades.csv").exists()   # the export goes to the course root
+    with open(nbg / "grades.csv", newline="") as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
     for student, (_, points) in students.items():
         assert float(rows[student]["raw_score"]) == points, (student, rows[student])
         assert float(rows[student]["max_score"]) == builder.TOTAL
         fb = nbg / "feedback" / student / "ps1" / "ps1.html"
         assert fb.exists()
-    # hidden inputs stay hidden in nbgrader's feedback too
+    # the same grades through `workshop grade`
+    proc = subprocess.run([PY, "-m", "workshop", "grade", str(nbg / "submitted"), "--solutions",
+                           str(course / "solutions"), "--out", str(tmp_path / "results")],
+                          capture_output=True, text=True, env=ENV, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "results" / "grades.csv", newline="") as f:
+        ours = {r["student"]: float(r["total"]) for r in csv.DictReader(f)}
+    assert ours == {s: float(rows[s]["raw_score"]) for s in students}
+    # hidden inputs stay hidden in nbgrader's feedback too (the run's seed is on record)
+    runs = [json.loads(line) for line in (nbg / "grading-runs.jsonl").read_text().splitlines()]
+    assert {r["student"] for r in runs} == set(students)
+    assert oct((nbg / "grading-runs.jsonl").stat().st_mode & 0o777) == "0o600"
     fb = (nbg / "feedback" / "partly" / "ps1" / "ps1.html").read_text()
-    assert "checks passed" in fb
-    for case in grading_cases(get("iou"), SEED):
+    assert "checks passed" in fb and str(runs[0]["seed"]) not in fb
+    for case in grading_cases(get("iou"), runs[0]["seed"]):
         if not case.public:
             assert case.describe() not in fb
 
