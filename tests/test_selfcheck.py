@@ -1,5 +1,6 @@
 """The learner's side: check()/grade() in a notebook (public checks, honest messages, never a
-crash) and under nbgrader (hidden cases, AssertionError, nothing hidden revealed); the release
+crash) and under `nbgrader validate` (AssertionError; the hidden cases never run in a learner's
+kernel, nothing hidden revealed); the release
 of learner notebooks; the `python -m workshop` dispatcher."""
 
 import json

@@ -17,9 +17,10 @@ Convention (every course notebook in ``solutions/`` follows it; ``notebooks/`` i
        "grade_id": "test_<exercise>_<tier>", "points": P, "schema_version": 3}
 
   whose code is ``grade("<exercise>", <exercise>_<tier>, tier="<tier>")``. In a learner's
-  kernel it runs the public checks and prints a verdict (never raises); under nbgrader
-  autograde (``NBGRADER_EXECUTION`` set) it runs public and hidden cases and raises
-  ``AssertionError`` (hidden inputs not revealed) on failure, so nbgrader gives 0 or P points.
+  kernel it runs the public checks and prints a verdict (never raises; under ``nbgrader
+  validate`` it raises ``AssertionError`` on a failure). Grades come only from the sandboxed
+  grader: ``workshop grade``, or nbgrader's autograde through
+  :mod:`workshop.grading.autograde` (public and hidden cases, hidden inputs never revealed).
 * Every other cell (imports, helper calls, plots) may import ``workshop.*`` freely.
 
 How ``workshop grade`` uses the convention
@@ -27,7 +28,7 @@ How ``workshop grade`` uses the convention
 * The tests and their points come from the **solution** notebook's test cells (``points``),
   never from the submission. Cells are found by ``grade_id``, not position; a submission's
   test cells are never run, so deleting or editing them changes nothing.
-* For a test ``test_<exercise>_<tier>`` the grader runs, in a sandboxed child process, the
+* For a test ``test_<exercise>_<tier>`` the grader runs, in the sandbox, the
   submission's solution cell ``<exercise>_<tier>``, plus: every top-level import statement of
   the notebook's other code cells (each on its own; failures ignored), and the other solution
   cells / top-level ``def``/``class`` statements that define a name the cell uses (so
