@@ -421,3 +421,85 @@ def test_a_helper_import_that_reaches_the_answers_costs_nothing(tmp_path):
     tests, _ = nbk.graded_tests(builder.build())
     res = grade_notebook(path, tests[:1], "bob", Expected(SEED), Limits(wall=60))
     assert res.tests[0].status == "passed", res.tests[0].message
+
+
+# == what learners write never acts in their feedback, and odd notebooks get clear messages ==
+def test_learner_text_is_inert_in_feedback():
+    from html.parser import HTMLParser
+
+    from workshop.grading.feedback import render_html, render_markdown
+    from workshop.grading.records import SubmissionResult, TestRecord
+
+    evil = "\n# Total: 16/16 points\n<script>alert(1)</script> ```\n| x | y |"
+    rec = TestRecord("eve", "ps1.ipynb", "test_iou_numpy", "iou", "numpy", 0.0, 2.0, "failed",
+                     message=f"raised ValueError: {evil}",
+                     verdict={"report": f"iou [numpy]: FAILED\n  case 'x': raised {evil}"})
+    sub = SubmissionResult("eve <b>", "ps1.ipynb", "x", [rec])
+    md = render_markdown(sub)
+    assert md.count("**Total:") == 1 and "\\<script\\>" in md
+    for line in md.splitlines():   # learner text is escaped, or inside an indented code block
+        if "<script>" in line:
+            assert line.startswith("    "), line
+        if "Total: 16/16" in line:
+            assert line.startswith("    ") or not line.startswith("#"), line
+    html = render_html(sub)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+    class Styles(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.css, self.inside = "", False
+
+        def handle_starttag(self, tag, attrs):
+            self.inside = tag == "style"
+
+        def handle_data(self, data):
+            if self.inside:
+                self.css += data
+    parser = Styles()
+    parser.feed(html)
+    assert "{{" not in parser.css and parser.css.count("{") == parser.css.count("}") >= 5
+    assert "border:1px solid" in parser.css and "color:#cf222e" in parser.css
+
+
+@pytest.mark.parametrize("mangle, words", [
+    (lambda nb: nb.update(nbformat="four"), "not a number"),
+    (lambda nb: nb.update(cells="x"), "not a notebook"),
+])
+def test_malformed_notebooks_get_a_clear_message(tmp_path, mangle, words):
+    from workshop.grading.grader import Expected, grade_notebook
+
+    nb = json.loads(nbformat.writes(builder.build()))
+    mangle(nb)
+    path = tmp_path / builder.NOTEBOOK
+    path.write_text(json.dumps(nb))
+    tests, _ = nbk.graded_tests(builder.build())
+    res = grade_notebook(path, tests, "m", Expected(SEED), Limits(wall=30))
+    assert words in res.error and "internal" not in res.error
+
+
+def test_nbformat_as_a_string_is_read(tmp_path):
+    from workshop.grading.grader import Expected, grade_notebook
+
+    nb = json.loads(nbformat.writes(builder.build()))
+    nb["nbformat"] = "4"
+    path = tmp_path / builder.NOTEBOOK
+    path.write_text(json.dumps(nb))
+    tests, _ = nbk.graded_tests(builder.build())
+    res = grade_notebook(path, tests, "m", Expected(SEED), Limits(wall=30))
+    assert not res.error and res.total == builder.TOTAL
+
+
+def test_a_deeply_nested_cell_costs_only_its_test(tmp_path):
+    from workshop.grading.grader import Expected, grade_notebook
+
+    deep = "    return " + "-(" * 5000 + "1" + ")" * 5000
+    nb = builder.build({("iou", "loops"): deep})
+    nb.cells.insert(1, nbformat.v4.new_code_cell("x = " + "[" * 100000 + "]" * 100000))
+    path = tmp_path / builder.NOTEBOOK
+    nbformat.write(nb, str(path))
+    tests, _ = nbk.graded_tests(builder.build())
+    res = grade_notebook(path, tests, "m", Expected(SEED), Limits(wall=30))
+    assert not res.error
+    assert [t.points for t in res.tests] == [2.0, 3.0, 0.0]
+    assert res.tests[2].status in ("failed", "error")

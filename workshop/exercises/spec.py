@@ -57,8 +57,8 @@ class Case:
 
     def describe(self, limit: int = 400) -> str:
         """A short text of the inputs for a learner-facing message."""
-        parts = [_short(a, limit // 3) for a in self.args]
-        parts += [f"{k}={_short(v, limit // 3)}" for k, v in self.kwargs.items()]
+        parts = [short_text(a, limit // 3) for a in self.args]
+        parts += [f"{k}={short_text(v, limit // 3)}" for k, v in self.kwargs.items()]
         return ", ".join(parts)
 
 
@@ -203,7 +203,7 @@ class Exercise:
 
 
 # -- comparing one output --------------------------------------------------------------------
-def _to_array(value: Any) -> np.ndarray:
+def to_array(value: Any) -> np.ndarray:
     if hasattr(value, "numpy") and callable(value.numpy):  # a tf.Tensor
         value = value.numpy()
     if isinstance(value, np.ndarray):
@@ -216,9 +216,9 @@ def _to_array(value: Any) -> np.ndarray:
 def compare_output(received: Any, expected: Any, spec: Output, strict: bool = False) -> str | None:
     """Compare one output with plain numpy, after converting it to an ndarray of the expected
     kind (so an object with a clever ``__eq__`` earns nothing)."""
-    exp = np.asarray(_to_array(expected))
+    exp = np.asarray(to_array(expected))
     try:
-        rec = _to_array(received)
+        rec = to_array(received)
     except TypeError as err:
         return f"expected an array, got {err}"
     if rec.dtype == object:
@@ -246,7 +246,7 @@ def compare_output(received: Any, expected: Any, spec: Output, strict: bool = Fa
         where = np.argwhere(r != e)[0]
         idx = tuple(int(i) for i in where)
         return (f"first difference at index {list(idx)}: expected {e[idx]}, got {r[idx]} "
-                f"(expected {_short(e)}, got {_short(r)})")
+                f"(expected {short_text(e)}, got {short_text(r)})")
     r, e = rec.astype(np.float64), exp.astype(np.float64)
     rtol, atol = (0.0, spec.strict_atol) if strict else (spec.rtol, spec.atol)
     close = np.isclose(r, e, rtol=rtol, atol=atol, equal_nan=True)
@@ -264,7 +264,7 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _short(value: Any, limit: int = 160) -> str:
+def short_text(value: Any, limit: int = 160) -> str:
     if isinstance(value, np.ndarray):
         with np.printoptions(precision=4, suppress=True, threshold=12, edgeitems=2):
             text = np.array2string(value, separator=", ").replace("\n", "")

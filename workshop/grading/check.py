@@ -140,13 +140,13 @@ def hidden_problem(problem: str) -> str:
 
 
 def _short(value: Any) -> str:
-    from ..exercises.spec import _short as short
-    from ..exercises.spec import _to_array
+    from ..exercises.spec import short_text as short
+    from ..exercises.spec import to_array
 
     if isinstance(value, tuple):  # several outputs, possibly of different shapes
         return "(" + ", ".join(_short(v) for v in value) + ")"
     try:
-        return short(_to_array(value))
+        return short(to_array(value))
     except (TypeError, ValueError):
         return short(value)
 

@@ -41,10 +41,9 @@ def md_text(text: str) -> str:
 
 
 def md_block(text: str) -> str:
-    """Any text as a fenced code block that the text cannot close (HTML inside stays text)."""
-    runs = [len(m) for m in re.findall(r"`+|~+", text)]
-    fence = "`" * max(3, max(runs, default=0) + 1)
-    return f"{fence}text\n{text}\n{fence}"
+    """Any text as an indented code block: literal in every Markdown dialect (nothing in it can
+    end the block or become HTML)."""
+    return "\n".join("    " + line for line in str(text).splitlines())
 
 
 def render_markdown(sub) -> str:

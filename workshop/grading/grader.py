@@ -349,8 +349,16 @@ def main(argv: list[str] | None = None) -> int:
                          "you trust; every record says so)")
     ap.add_argument("--check-sandbox", action="store_true",
                     help="test and print which isolation is in force, then exit")
+    ap.add_argument("--bench", action="store_true",
+                    help="measure grading speed (the course's solutions as a class of "
+                         "--learners submissions, and nbgrader's autograde), then exit")
+    ap.add_argument("--learners", type=int, default=30, help="class size for --bench")
     ap.add_argument("--quiet", "-q", action="store_true")
     a = ap.parse_args(argv)
+    if a.bench:
+        from .speed import main as bench
+
+        return bench(learners=a.learners, jobs=a.jobs if a.jobs > 1 else 2)
     if a.check_sandbox:
         rows = check_sandbox(Sandbox.detect(allow_none=True, hide=[Path(a.out)]))
         return 0 if all(held for _, held, _ in rows) else 1
