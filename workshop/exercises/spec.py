@@ -10,8 +10,9 @@ everything else draws from that declaration:
 
 Expected outputs come from the exercise's reference tier (numpy, float64) unless a case pins
 its expected value. A mistake is diagnosed by reproducing it: each :class:`Mistake` carries a
-deliberately wrong implementation, and a learner's wrong output that equals the wrong
-implementation's output on the same case gets that mistake's message.
+deliberately wrong implementation, and a learner whose outputs match the wrong
+implementation's on every case (and tell it apart on one) gets that mistake's message
+(:mod:`workshop.exercises.diagnosis`: right or silent).
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ class Mistake:
     """A mistake learners make, how to recognise it and what to tell them.
 
     wrong: a deliberately wrong implementation with the exercise's signature. It both documents
-      the mistake (the tests check it is diagnosed) and recognises it (a learner's output equal
-      to ``wrong``'s output on a failed case gets ``message``).
+      the mistake (the tests check it is diagnosed) and recognises it (a learner whose outputs
+      equal ``wrong``'s on every case gets ``message``).
     detect: optional ``(case, received, expected) -> bool`` for mistakes better recognised by a
       property of the output than by reproducing it (e.g. NaN where a number was due).
     """
@@ -183,23 +184,14 @@ class Exercise:
                 return f"{out.name}: {problem}"
         return None
 
-    def diagnose(self, case: Case, received: Any, expected: Any) -> list[Mistake]:
-        """The declared mistakes that explain ``received`` on ``case``."""
-        found = []
-        for mistake in self.mistakes:
-            try:
-                if mistake.detect is not None:
-                    hit = bool(mistake.detect(case, received, expected))
-                else:
-                    args, kwargs = case.fresh_args()
-                    wrong = mistake.wrong(*args, **kwargs)
-                    hit = (self.compare(wrong, expected, strict=True) is not None
-                           and self.compare(received, wrong, strict=False) is None)
-            except Exception:  # a mistake that cannot run on this case explains nothing
-                hit = False
-            if hit:
-                found.append(mistake)
-        return found
+    def explain(self, cases: Sequence[Case], expected: Sequence, received: Sequence,
+                wrong_output: Callable | None = None) -> list[str]:
+        """The diagnoses a verdict may state, on the evidence of every case at once
+        (:func:`workshop.exercises.diagnosis.explain`): ``received[i]`` is the learner's output
+        on ``cases[i]``, None where it raised or did not run."""
+        from .diagnosis import explain
+
+        return explain(self, cases, expected, received, wrong_output)
 
 
 # -- comparing one output --------------------------------------------------------------------
@@ -237,6 +229,8 @@ def compare_output(received: Any, expected: Any, spec: Output, strict: bool = Fa
         return f"expected shape {exp.shape}, got shape {rec.shape}"
     if exp.size == 0:
         return None
+    if spec.kind == "bool" and rec.dtype.kind != "b" and not np.isin(rec, (0, 1)).all():
+        return f"expected booleans (True/False), got values such as {_fmt(float(rec.flat[np.flatnonzero(~np.isin(rec, (0, 1)))[0]]))}"
     if spec.kind in ("int", "bool"):
         r, e = rec.astype(np.int64), exp.astype(np.int64)
         if not spec.ordered:

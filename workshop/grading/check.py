@@ -38,7 +38,6 @@ class CaseResult:
     inputs: str = ""             # a short text of the inputs (public cases only)
     expected: str = ""
     received: str = ""
-    diagnoses: list[str] = field(default_factory=list)
     public: bool = True
 
 
@@ -49,6 +48,7 @@ class Verdict:
     results: list[CaseResult]
     status: str = "checked"      # "checked" | NOT_IMPLEMENTED | "error"
     note: str = ""
+    diagnoses: list[str] = field(default_factory=list)   # on the evidence of all cases
 
     @property
     def passed(self) -> bool:
@@ -57,15 +57,6 @@ class Verdict:
     @property
     def n_passed(self) -> int:
         return sum(r.passed for r in self.results)
-
-    @property
-    def diagnoses(self) -> list[str]:
-        seen: list[str] = []
-        for r in self.results:
-            for d in r.diagnoses:
-                if d not in seen:
-                    seen.append(d)
-        return seen
 
     def headline(self) -> str:
         title = self.exercise + (f" [{self.tier}]" if self.tier else "")
@@ -110,7 +101,6 @@ class Verdict:
             d = {"case": r.case, "public": r.public, "passed": r.passed}
             if not r.passed:
                 d["problem"] = r.problem if (r.public or hidden_details) else hidden_problem(r.problem)
-                d["diagnoses"] = list(r.diagnoses)
                 if r.public or hidden_details:
                     d.update(inputs=r.inputs, expected=r.expected, received=r.received)
             cases.append(d)
@@ -191,19 +181,34 @@ def judge(exercise: Exercise, case: Case, received: Any, strict: bool = False,
     problem = exercise.compare(received, expected, strict=strict)
     if problem is None:
         return CaseResult(case.name, True, public=case.public)
-    diagnoses = [m.message for m in exercise.diagnose(case, received, expected)]
     return CaseResult(case.name, False, problem, inputs=case.describe() if case.public else "",
                       expected=_short(expected) if case.public else "",
                       received=_short(received) if case.public else "",
-                      diagnoses=diagnoses, public=case.public)
+                      public=case.public)
+
+
+def diagnosed(exercise: Exercise, tier: str | None, cases: list[Case], expected: list,
+              received: list, results: list[CaseResult], wrong_output=None) -> Verdict:
+    """The verdict of ``results``, with the diagnoses the evidence of all cases supports."""
+    verdict = Verdict(exercise.name, tier, results)
+    if not verdict.passed:
+        lenient = [None if r is None else _lenient(exercise, r, e)
+                   for r, e in zip(received, expected)]
+        try:
+            verdict.diagnoses = exercise.explain(cases, expected, lenient, wrong_output)
+        except Exception:  # noqa: BLE001  (a diagnosis must never stop a verdict)
+            verdict.diagnoses = []
+    return verdict
 
 
 def check_cases(exercise: Exercise, fn: Callable, cases: list[Case], tier: str | None = None,
                 strict: bool = False) -> Verdict:
-    results = []
+    results, expected, received = [], [], []
     for case in cases:
+        exp = exercise.expected(case)
+        expected.append(exp)
         try:
-            received = run_case(exercise, case, fn, tier)
+            out = run_case(exercise, case, fn, tier)
         except NotImplementedError:
             return Verdict(exercise.name, tier, [], status=NOT_IMPLEMENTED)
         except (Exception, SystemExit) as err:  # the learner's code raised: report it, never crash the notebook  # noqa: BLE001
@@ -212,9 +217,11 @@ def check_cases(exercise: Exercise, fn: Callable, cases: list[Case], tier: str |
             results.append(CaseResult(case.name, False, f"raised {type(err).__name__}: {err}{where}",
                                       inputs=case.describe() if case.public else "",
                                       public=case.public))
+            received.append(None)
             continue
-        results.append(judge(exercise, case, received, strict=strict))
-    return Verdict(exercise.name, tier, results)
+        results.append(judge(exercise, case, out, strict=strict, expected=exp))
+        received.append(out)
+    return diagnosed(exercise, tier, cases, expected, received, results)
 
 
 def check(name: str, fn: Callable, tier: str | None = None, show: bool = True) -> Verdict:

@@ -69,6 +69,7 @@ class Expected:
             raise ValueError("grading needs a seed for its hidden cases (see new_seed())")
         self.seed, self.public_only = seed, public_only
         self._cache: dict[str, tuple] = {}
+        self._wrong: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str):
@@ -83,19 +84,39 @@ class Expected:
                 self._cache[name] = (exercise, cases, [exercise.expected(c) for c in cases])
             return self._cache[name]
 
+    def wrong_output(self, name: str):
+        """``(mistake, i) -> output``: each declared mistake's output on case ``i``, computed
+        once for the whole class (every learner's diagnosis needs the same ones)."""
+        from ..exercises.diagnosis import run_wrong
 
-def verdict_from_run(exercise, cases, expected, run: RunResult, tier: str):
-    from .check import NOT_IMPLEMENTED, CaseResult, Verdict, judge
+        _, cases, _ = self.get(name)
+
+        def wrong(mistake, i):
+            key = (name, mistake.name, i)
+            with self._lock:
+                if key in self._wrong:
+                    return self._wrong[key]
+            value = run_wrong(mistake, cases[i])
+            with self._lock:
+                self._wrong[key] = value
+            return value
+        return wrong
+
+
+def verdict_from_run(exercise, cases, expected, run: RunResult, tier: str, wrong_output=None):
+    from .check import NOT_IMPLEMENTED, CaseResult, Verdict, diagnosed, judge
 
     if run.status != "ok":
         return Verdict(exercise.name, tier, [], status="error", note=run.message)
     if any(c.status == "not_implemented" for c in run.cases):
         return Verdict(exercise.name, tier, [], status=NOT_IMPLEMENTED)
-    results = []
+    results, received = [], []
     for case, exp, got in zip(cases, expected, run.cases):
         if got.status == "ok":
             try:
                 results.append(judge(exercise, case, got.output, expected=exp))
+                received.append(got.output)
+                continue
             except Exception as err:  # a comparison that cannot even run is a failed case  # noqa: BLE001
                 results.append(CaseResult(case.name, False, f"could not compare: {err}",
                                           public=case.public))
@@ -103,7 +124,8 @@ def verdict_from_run(exercise, cases, expected, run: RunResult, tier: str):
             results.append(CaseResult(case.name, False, got.error or got.status,
                                       inputs=case.describe() if case.public else "",
                                       public=case.public))
-    return Verdict(exercise.name, tier, results)
+        received.append(None)
+    return diagnosed(exercise, tier, cases, expected, received, results, wrong_output)
 
 
 # == grading one submission =================================================================
@@ -156,7 +178,8 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
         rec.message = ("No points for this exercise: grading runs your own code only, and "
                        "your solution " + "; ".join(why + run.tampered) + ".")
         return
-    verdict = verdict_from_run(exercise, cases, exp, run, test.tier)
+    verdict = verdict_from_run(exercise, cases, exp, run, test.tier,
+                               wrong_output=expected.wrong_output(test.exercise))
     rec.verdict = verdict.to_dict()
     rec.verdict["report"] = verdict.report()
     rec.diagnoses = verdict.diagnoses
