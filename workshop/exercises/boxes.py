@@ -21,20 +21,28 @@ CHAPTER = "03_iou_nms"
 # wrong implementations (self-contained)
 # ============================================================================================
 def _wrong_iou(boxes1, boxes2, *, plus_one=False, swap_second=False, no_clamp=False,
-               no_guard=False, no_subtract=False):
+               no_guard=False, no_subtract=False, clamp_product=False, plus_one_areas=False,
+               xywh=False, over_min=False):
     a = np.asarray(boxes1, np.float64).reshape(-1, 4)
     b = np.asarray(boxes2, np.float64).reshape(-1, 4)
+    if xywh:   # (x, y, w, h) read as if it were the course's xyxy
+        a = np.concatenate([a[:, :2], a[:, :2] + a[:, 2:]], axis=1)
+        b = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
     if swap_second:
         b = b[:, [1, 0, 3, 2]]
     one = 1.0 if plus_one else 0.0
     w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one
     h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one
-    if not no_clamp:
+    if not (no_clamp or clamp_product):
         w, h = np.maximum(w, 0), np.maximum(h, 0)
-    inter = w * h
-    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
-    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
-    union = area_a[:, None] + area_b[None, :] - (0.0 if no_subtract else inter)
+    inter = np.maximum(w * h, 0) if clamp_product else w * h
+    area_one = 1.0 if plus_one_areas else one
+    area_a = (a[:, 2] - a[:, 0] + area_one) * (a[:, 3] - a[:, 1] + area_one)
+    area_b = (b[:, 2] - b[:, 0] + area_one) * (b[:, 3] - b[:, 1] + area_one)
+    if over_min:
+        union = np.minimum(area_a[:, None], area_b[None, :])
+    else:
+        union = area_a[:, None] + area_b[None, :] - (0.0 if no_subtract else inter)
     with np.errstate(invalid="ignore", divide="ignore"):
         if no_guard:
             return inter / union
@@ -61,6 +69,22 @@ def _iou_union_is_sum(boxes1, boxes2):
     return _wrong_iou(boxes1, boxes2, no_subtract=True)
 
 
+def _iou_clamp_product(boxes1, boxes2):
+    return _wrong_iou(boxes1, boxes2, clamp_product=True)
+
+
+def _iou_plus_one_areas(boxes1, boxes2):
+    return _wrong_iou(boxes1, boxes2, plus_one_areas=True)
+
+
+def _iou_xywh(boxes1, boxes2):
+    return _wrong_iou(boxes1, boxes2, xywh=True)
+
+
+def _iou_over_min(boxes1, boxes2):
+    return _wrong_iou(boxes1, boxes2, over_min=True)
+
+
 def _has_nan_where_number(case, received, expected):
     r = np.asarray(received.numpy() if hasattr(received, "numpy") else received, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
@@ -69,7 +93,8 @@ def _has_nan_where_number(case, received, expected):
 
 def _wrong_nms(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None,
                classes=None, *, order="score", ge=False, cap_first=False, score_ge=False,
-               as_boxes=False, ignore_classes=False, by_class=False, cap_per_class=False):
+               as_boxes=False, ignore_classes=False, by_class=False, cap_per_class=False,
+               plus_one=False, over_min=False, no_score_threshold=False, positions=False):
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     s = np.asarray(scores, np.float64).reshape(-1)
     n = len(s)
@@ -81,6 +106,11 @@ def _wrong_nms(boxes, scores, iou_threshold, max_output_size=None, score_thresho
             sub = _wrong_nms(b[idx], s[idx], iou_threshold,
                              max_output_size if cap_per_class else None, score_threshold)
             kept.extend(idx[sub].tolist())
+        if positions:   # each class's positions, never mapped back to the input's indices
+            pos = {int(i): int(np.sum(c[:i] == c[i])) for i in kept}
+            kept.sort(key=lambda i: (-s[i], i))
+            kept = kept[:n if max_output_size is None else max_output_size]
+            return np.array([pos[i] for i in kept], np.int64)
         if cap_per_class:
             kept.sort(key=lambda i: (-s[i], i))
             return np.array(kept, np.int64)
@@ -91,13 +121,13 @@ def _wrong_nms(boxes, scores, iou_threshold, max_output_size=None, score_thresho
         cand = np.argsort(s, kind="stable")[::-1]
     else:
         cand = np.argsort(-s, kind="stable")
-    if score_threshold is not None:
+    if score_threshold is not None and not no_score_threshold:
         cand = cand[(s[cand] >= score_threshold) if score_ge else (s[cand] > score_threshold)]
     cap = n if max_output_size is None else int(max_output_size)
     if cap_first:
         cand = cand[:cap]
     c = None if (classes is None or ignore_classes) else np.asarray(classes).reshape(-1)
-    ious = _wrong_iou(b, b)
+    ious = _wrong_iou(b, b, plus_one=plus_one, over_min=over_min)
     kept = []
     for i in cand:
         if len(kept) >= cap:
@@ -136,6 +166,35 @@ def _nms_score_ge(boxes, scores, iou_threshold, max_output_size=None, score_thre
     return _wrong_nms(boxes, scores, iou_threshold, max_output_size, score_threshold, score_ge=True)
 
 
+def _nms_iou_plus_one(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None):
+    return _wrong_nms(boxes, scores, iou_threshold, max_output_size, score_threshold,
+                      plus_one=True)
+
+
+def _nms_over_min(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None):
+    return _wrong_nms(boxes, scores, iou_threshold, max_output_size, score_threshold,
+                      over_min=True)
+
+
+def _nms_no_score_threshold(boxes, scores, iou_threshold, max_output_size=None,
+                            score_threshold=None):
+    return _wrong_nms(boxes, scores, iou_threshold, max_output_size, score_threshold,
+                      no_score_threshold=True)
+
+
+def _ties_out_of_index_order(case, received, expected):
+    """Among the returned boxes, two with equal scores come with the higher index first."""
+    r = np.asarray(received.numpy() if hasattr(received, "numpy") else received)
+    s = np.asarray(case.args[1], np.float64).reshape(-1)
+    if r.ndim != 1 or r.dtype.kind not in "iu" or not r.size or r.max() >= len(s) or r.min() < 0:
+        return False
+    rs = s[r]
+    if np.any(np.diff(rs) > 0):   # not in score order at all: another mistake
+        return False
+    same = np.diff(rs) == 0
+    return bool(np.any(same & (np.diff(r) < 0)))
+
+
 def _returned_boxes(case, received, expected):
     r = received.numpy() if hasattr(received, "numpy") else received
     r = np.asarray(r)
@@ -152,6 +211,12 @@ def _bnms_by_class(boxes, scores, classes, iou_threshold, max_output_size=None,
                    score_threshold=None):
     return _wrong_nms(boxes, scores, iou_threshold, max_output_size, score_threshold, classes,
                       by_class=True)
+
+
+def _bnms_positions(boxes, scores, classes, iou_threshold, max_output_size=None,
+                    score_threshold=None):
+    return _wrong_nms(boxes, scores, iou_threshold, max_output_size, score_threshold, classes,
+                      by_class=True, positions=True)
 
 
 def _bnms_cap_per_class(boxes, scores, classes, iou_threshold, max_output_size=None,
@@ -173,6 +238,17 @@ def _s(values) -> np.ndarray:
 
 def _idx(values) -> np.ndarray:
     return np.array(values, dtype=np.int64)
+
+
+def _ladder(n: int) -> np.ndarray:
+    """``n`` separate 10 x 10 boxes in a row (no two overlap)."""
+    x = 20.0 * np.arange(n)
+    return np.stack([x, np.zeros(n), x + 10.0, np.full(n, 10.0)], axis=1)
+
+
+def _tied_scores(n: int) -> np.ndarray:
+    """Three score levels in a shuffled order (an unstable sort reorders such ties)."""
+    return np.random.default_rng(0).choice([0.9, 0.6, 0.3], n)
 
 
 def _random_boxes(rng, n, extent=100.0, min_size=1.0, max_size=40.0):
@@ -212,6 +288,8 @@ def _iou_edge_cases() -> list[Case]:
              expected=np.zeros((2, 2)), about="a point and a segment have no area: IoU 0, not NaN"),
         Case("nested box", (_b([[0, 0, 10, 10]]), _b([[2, 2, 4, 4], [0, 0, 10, 10]])),
              expected=np.array([[0.04, 1.0]])),
+        Case("apart along one axis only", (_b([[0, 0, 10, 10]]), _b([[30, 2, 40, 8], [2, 30, 8, 40]])),
+             expected=np.zeros((1, 2)), about="the x (or y) overlap is negative, the other positive"),
         Case("empty first set", (np.zeros((0, 4)), _b([[0, 0, 1, 1]])), expected=np.zeros((0, 1))),
         Case("empty second set", (_b([[0, 0, 1, 1], [1, 1, 2, 2]]), np.zeros((0, 4))),
              expected=np.zeros((2, 0)), public=False),
@@ -256,6 +334,13 @@ def _nms_edge_cases() -> list[Case]:
                                                  _s([0.9, 0.8, 0.7, 0.6]), 0.5), {"max_output_size": 2},
              expected=_idx([0, 2]), about="the cap counts kept boxes, not candidates"),
         Case("empty input", (np.zeros((0, 4)), np.zeros(0), 0.5), expected=_idx([])),
+        Case("ties at several score levels", (_ladder(24), _tied_scores(24), 0.5),
+             expected=np.argsort(-_tied_scores(24), kind="stable").astype(np.int64),
+             about="24 separate boxes, 3 scores: within a score, the lower index first"),
+        Case("nested boxes and a score threshold",
+             (_b([[0, 0, 10, 10], [1, 1, 7, 7], [30, 0, 40, 10], [60, 0, 70, 10]]),
+              _s([0.9, 0.8, 0.4, 0.2]), 0.5), {"score_threshold": 0.3}, expected=_idx([0, 1, 2]),
+             about="IoU of the nested pair is 0.36: it stays; 0.2 is below the threshold"),
         Case("nothing above the score threshold", (_b([[0, 0, 1, 1]]), _s([0.2]), 0.5), {"score_threshold": 0.2},
              expected=_idx([]), public=False),
         Case("threshold 1 keeps duplicates", (_b([[0, 0, 4, 4], [0, 0, 4, 4]]), _s([0.4, 0.6]), 1.0),
@@ -298,6 +383,9 @@ def _bnms_edge_cases() -> list[Case]:
         Case("pinned: classes never suppress each other",
              (_b([[0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 11, 11]]), _s([0.9, 0.8, 0.7]), _idx([0, 1, 0]), 0.5),
              expected=_idx([0, 1]), about="box 1 is another class; box 2 is suppressed by box 0"),
+        Case("large boxes of two classes in the same place",
+             (_b([[0, 0, 100, 100], [2, 2, 102, 102]]), _s([0.9, 0.8]), _idx([0, 1]), 0.5),
+             expected=_idx([0, 1]), about="an offset per class must exceed every coordinate"),
         Case("merged by score across classes",
              (_b([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]), _s([0.5, 0.9, 0.7]), _idx([0, 1, 0]), 0.5),
              expected=_idx([1, 2, 0])),
@@ -310,6 +398,10 @@ def _bnms_edge_cases() -> list[Case]:
         Case("empty input", (np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), 0.5), expected=_idx([])),
         Case("score threshold with classes", (_b([[0, 0, 10, 10], [0, 0, 10, 10]]), _s([0.3, 0.6]), _idx([0, 1]), 0.5),
              {"score_threshold": 0.3}, expected=_idx([1]), public=False),
+        Case("indices into the whole input", (_b([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10],
+                                                  [60, 0, 70, 10]]), _s([0.5, 0.9, 0.7, 0.8]),
+                                              _idx([1, 0, 1, 0]), 0.5), expected=_idx([1, 3, 2, 0]),
+             about="return positions in the input, not within a class"),
     ]
 
 
@@ -342,10 +434,11 @@ _NMS_MISTAKES = (
     Mistake("returns boxes instead of indices",
             "You return the kept boxes themselves: return their integer indices into the input "
             "(int64, shape (K,)), in decreasing score order.", _nms_boxes, detect=_returned_boxes),
-    Mistake("ties broken by the higher index",
-            "With equal scores your order puts the higher index first (reversing an ascending "
-            "sort does that): use a stable sort on -scores so ties keep the lower index first.",
-            _nms_high_index),
+    Mistake("ties out of index order",
+            "With equal scores your boxes are not in index order: sort with a stable sort, "
+            "np.argsort(-scores, kind='stable'); numpy's default sort (quicksort) and reversing "
+            "an ascending sort do not keep ties in index order.",
+            _nms_high_index, detect=_ties_out_of_index_order),
     Mistake("max_output_size caps the candidates",
             "You keep only the first max_output_size candidates before suppressing (as "
             "cv2.dnn.NMSBoxes's top_k does): the cap counts kept boxes, so keep scanning until "
@@ -353,6 +446,17 @@ _NMS_MISTAKES = (
     Mistake("score threshold is inclusive",
             "A box whose score equals score_threshold takes part in your NMS: only scores "
             "STRICTLY above score_threshold are candidates.", _nms_score_ge),
+    Mistake("score threshold ignored",
+            "Boxes at or below score_threshold take part in your NMS: drop them before "
+            "suppressing (only scores strictly above score_threshold are candidates).",
+            _nms_no_score_threshold),
+    Mistake("NMS with the +1 IoU",
+            "Your suppression matches an IoU with the old '+1' pixel convention: boxes are "
+            "continuous here (width x2 - x1); compute the IoU as the course's iou does.",
+            _nms_iou_plus_one),
+    Mistake("NMS with intersection over the smaller box",
+            "You suppress by intersection over the smaller box's area: NMS uses intersection "
+            "over union.", _nms_over_min),
 )
 
 register(Exercise(
@@ -373,10 +477,25 @@ register(Exercise(
                 "Your IoU matches reading the second set of boxes as (y1, x1, y2, x2): both "
                 "arguments are (x1, y1, x2, y2); columns 0 and 2 are x, 1 and 3 are y.",
                 _iou_swapped),
-        Mistake("intersection not clamped at zero (diagonally disjoint boxes overlap)",
-                "Disjoint boxes get a positive IoU: when both the width and the height of the "
-                "intersection are negative their product is positive. Clamp each at zero first: "
-                "np.maximum(x_right - x_left, 0).", _iou_not_clamped),
+        Mistake("intersection not clamped at zero",
+                "Boxes that do not overlap get a non-zero IoU (negative when they are apart "
+                "along one axis, positive when apart along both): clamp the intersection's width "
+                "and height at zero, each on its own: np.maximum(x_right - x_left, 0).",
+                _iou_not_clamped),
+        Mistake("product clamped instead of each side",
+                "Boxes apart along both axes get a positive IoU: you clamp the product w * h at "
+                "zero, but two negative sides make a positive product. Clamp the width and the "
+                "height at zero, each on its own, before multiplying.", _iou_clamp_product),
+        Mistake("+1 in the areas only",
+                "Your areas use the old '+1' convention ((x2 - x1 + 1) * (y2 - y1 + 1)) while "
+                "the intersection does not: boxes are continuous here, area (x2 - x1) * (y2 - y1).",
+                _iou_plus_one_areas),
+        Mistake("boxes read as (x, y, w, h)",
+                "Your IoU matches reading the boxes as (x, y, width, height): the course's boxes "
+                "are corners (x1, y1, x2, y2); width is x2 - x1.", _iou_xywh),
+        Mistake("intersection over the smaller box",
+                "You divide the intersection by the smaller box's area: IoU divides by the "
+                "union, area1 + area2 - intersection.", _iou_over_min),
         Mistake("NaN on zero-area boxes",
                 "You return NaN for boxes with zero area (0 / 0): when the union is 0 the IoU is "
                 "0; divide only where union > 0 (np.divide(..., where=union > 0) or "
@@ -429,6 +548,10 @@ register(Exercise(
         Mistake("max_output_size applied per class",
                 "You cap each class at max_output_size: the cap is on the total number of kept "
                 "boxes over all classes.", _bnms_cap_per_class),
+        Mistake("positions within a class",
+                "Your indices count positions within each class's boxes: map them back to the "
+                "boxes' indices in the whole input (e.g. idx = np.flatnonzero(classes == c); "
+                "keep idx[kept]).", _bnms_positions),
     ),
     tf_jit=True,  # fixed-size tiles in the loop; XLA handles the final boolean mask + slice
     tf_static=("iou_threshold", "max_output_size", "score_threshold"),
