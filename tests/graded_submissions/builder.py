@@ -98,7 +98,7 @@ DIFFERENT = {
             break
         if all(iou_numpy([boxes[i]], [boxes[k]])[0][0] <= iou_threshold for k in keep):
             keep.append(i)
-    return keep""",
+    return np.array(keep, dtype=int)  # the numpy tier returns an array (the loops tier may not)""",
     ("iou", "loops"): """\
     return [[_pair(a, b) for b in boxes1_other] for a, boxes1_other in
             ((a, boxes2) for a in boxes1)]""",

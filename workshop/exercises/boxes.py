@@ -423,6 +423,16 @@ def _bnms_benchmarks() -> list[Case]:
 # ============================================================================================
 # declarations
 # ============================================================================================
+# the libraries' finished NMS: a tier that uses one implements nothing
+NMS_CALLS = ("tensorflow.image.non_max_suppression",
+             "tensorflow.image.non_max_suppression_with_scores",
+             "tensorflow.image.non_max_suppression_padded",
+             "tensorflow.image.non_max_suppression_overlaps",
+             "tensorflow.image.combined_non_max_suppression",
+             "tensorflow.raw_ops.NonMaxSuppressionV3", "tensorflow.raw_ops.NonMaxSuppressionV4",
+             "tensorflow.raw_ops.NonMaxSuppressionV5", "cv2.dnn.NMSBoxes",
+             "torchvision.ops.nms", "torchvision.ops.batched_nms")
+
 _NMS_MISTAKES = (
     Mistake("NMS not sorted by score",
             "Your boxes come out in index order: NMS must visit the candidates from the highest "
@@ -498,14 +508,17 @@ register(Exercise(
                 "union, area1 + area2 - intersection.", _iou_over_min),
         Mistake("NaN on zero-area boxes",
                 "You return NaN for boxes with zero area (0 / 0): when the union is 0 the IoU is "
-                "0; divide only where union > 0 (np.divide(..., where=union > 0) or "
-                "np.where).", _iou_nan, detect=_has_nan_where_number),
+                "0; divide only where union > 0 (numpy: np.divide(..., where=union > 0) or "
+                "np.where; TensorFlow: tf.math.divide_no_nan).", _iou_nan,
+                detect=_has_nan_where_number),
         Mistake("union is the sum of the areas",
                 "Your union counts the intersection twice: union = area1 + area2 - intersection.",
                 _iou_union_is_sum),
     ),
     benchmarks=_iou_benchmarks,
     baselines={"pycocotools": f"{IND}:iou_pycocotools"},
+    answer_calls=("pycocotools.mask.iou", "torchvision.ops.box_iou"),
+    no_loops_over=("boxes1", "boxes2"),
 ))
 
 register(Exercise(
@@ -523,6 +536,7 @@ register(Exercise(
     benchmarks=_nms_benchmarks,
     baselines={"cv2.dnn.NMSBoxes": f"{IND}:nms_opencv",
                "tf.image.non_max_suppression": f"{IND}:nms_tf_image"},
+    answer_calls=NMS_CALLS,
 ))
 
 register(Exercise(
@@ -557,4 +571,5 @@ register(Exercise(
     tf_static=("iou_threshold", "max_output_size", "score_threshold"),
     benchmarks=_bnms_benchmarks,
     baselines={"tf.image.non_max_suppression (class offsets)": f"{IND}:batched_nms_tf_image"},
+    answer_calls=NMS_CALLS,
 ))

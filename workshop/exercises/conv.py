@@ -259,6 +259,10 @@ register(Exercise(
     ),
     tf_static=("stride", "padding"),
     benchmarks=_conv_benchmarks,
+    answer_calls=("tensorflow.nn.conv2d", "tensorflow.nn.convolution",
+                  "tensorflow.raw_ops.Conv2D", "keras.layers.Conv2D", "keras.ops.conv",
+                  "scipy.signal.correlate2d", "scipy.signal.convolve2d", "scipy.signal.correlate",
+                  "scipy.ndimage.correlate", "cv2.filter2D", "torch.nn.functional.conv2d"),
 ))
 
 register(Exercise(
@@ -292,4 +296,7 @@ register(Exercise(
     ),
     tf_static=("pool_size",),
     benchmarks=_pool_benchmarks,
+    answer_calls=("tensorflow.nn.max_pool2d", "tensorflow.nn.max_pool", "tensorflow.nn.pool",
+                  "tensorflow.raw_ops.MaxPool", "keras.layers.MaxPooling2D", "keras.ops.max_pool",
+                  "skimage.measure.block_reduce", "torch.nn.functional.max_pool2d"),
 ))

@@ -180,7 +180,8 @@ def _describe_one(received: Any, expected: Any, spec) -> str:
     if e.size == 0:
         return ""
     if np.isnan(r).any() and not np.isnan(e).any() or np.isinf(r).any() and not np.isinf(e).any():
-        return "NaN or inf where numbers were expected (a division by zero?)"
+        return ("NaN or inf where numbers were expected (a division by zero? numpy: "
+                "np.divide(..., where=...); TensorFlow: tf.math.divide_no_nan)")
     if spec.kind == "float" and rec.dtype.kind in "iub" and not np.allclose(e, np.round(e)):
         return "whole numbers where fractions were expected (integer arithmetic or an int array?)"
     if r.ndim >= 1 and close(np.sort(r, axis=None), np.sort(e, axis=None)):

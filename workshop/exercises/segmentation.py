@@ -205,6 +205,7 @@ CONFUSION_MATRIX = register(Exercise(
                 wrong=_cm_classes_from_labels),
     ),
     tf_static=("num_classes",),
+    answer_calls=("sklearn.metrics.confusion_matrix", "tensorflow.math.confusion_matrix"),
 ))
 
 
@@ -304,4 +305,6 @@ SEGMENTATION_METRICS = register(Exercise(
                 "Your pixel accuracy is the mean of the per-class accuracies. Pixel accuracy is the fraction "
                 "of all pixels that are right: trace(cm) / cm.sum().", wrong=_mm("mean class accuracy")),
     ),
+    answer_calls=("sklearn.metrics.jaccard_score", "sklearn.metrics.f1_score",
+                  "keras.metrics.MeanIoU", "keras.metrics.IoU"),
 ))

@@ -115,6 +115,9 @@ class Exercise:
     tf_static: argument names that stay Python values (not tensors) in the TF tier.
     benchmarks: ``() -> list[Case]`` large problems for ``workshop.bench``.
     baselines: name -> ``"module:function"`` industry implementations with the same signature.
+    answer_calls: the libraries' finished versions of this exercise (full dotted names, e.g.
+      ``"tensorflow.image.non_max_suppression"``): a tier that uses one earns nothing.
+    no_loops_over: arguments the numpy tier must not loop over in Python ("make it fast").
     """
 
     name: str
@@ -133,6 +136,8 @@ class Exercise:
     baselines: dict[str, str] = field(default_factory=dict)
     n_public_random: int = 2
     n_hidden_random: int = 20
+    answer_calls: tuple[str, ...] = ()
+    no_loops_over: tuple[str, ...] = ()
 
     # -- implementations -------------------------------------------------------------------
     def tier(self, tier: str) -> Callable:

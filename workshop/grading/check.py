@@ -49,10 +49,12 @@ class Verdict:
     status: str = "checked"      # "checked" | NOT_IMPLEMENTED | "error"
     note: str = ""
     diagnoses: list[str] = field(default_factory=list)   # on the evidence of all cases
+    contract: list[str] = field(default_factory=list)    # the tier's contract, broken
 
     @property
     def passed(self) -> bool:
-        return self.status == "checked" and bool(self.results) and all(r.passed for r in self.results)
+        return (self.status == "checked" and bool(self.results) and not self.contract
+                and all(r.passed for r in self.results))
 
     @property
     def n_passed(self) -> int:
@@ -70,12 +72,15 @@ class Verdict:
         if self.passed:
             more = "; more checks run at grading" if scope == "public" else ""
             return f"{title}: passed, {n}/{n} {checks} passed{more}"
+        if self.contract and self.n_passed == n:
+            return f"{title}: FAILED, the tier's contract is broken ({n}/{n} {checks} passed)"
         return f"{title}: FAILED, {self.n_passed}/{n} {checks} passed"
 
     def report(self, max_failures: int = 3) -> str:
         """The verdict for a learner: public cases in full, hidden cases by name and kind of
         problem only (never their inputs or expected values)."""
         lines = [self.headline()]
+        lines += [f"  contract: {c}" for c in self.contract]
         failures = [r for r in self.results if not r.passed]
         for r in failures[:max_failures]:
             problem = r.problem if r.public else hidden_problem(r.problem)
@@ -107,7 +112,7 @@ class Verdict:
         return {"exercise": self.exercise, "tier": self.tier, "status": self.status,
                 "note": self.note, "passed": self.passed, "n_passed": self.n_passed,
                 "n_cases": len(self.results), "headline": self.headline(),
-                "diagnoses": self.diagnoses, "cases": cases}
+                "diagnoses": self.diagnoses, "contract": self.contract, "cases": cases}
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else ("#9a6700" if self.status == NOT_IMPLEMENTED else "#cf222e")
@@ -201,27 +206,128 @@ def diagnosed(exercise: Exercise, tier: str | None, cases: list[Case], expected:
     return verdict
 
 
+def contract_case(cases: list[Case]) -> int | None:
+    """The case a TF tier runs under ``tf.function(jit_compile=...)``: the first public one."""
+    return next((i for i, c in enumerate(cases) if c.public), None)
+
+
+_TF_DTYPES: dict[tuple[str, str], list[str]] = {}
+
+
+def reference_tf_dtypes(exercise: Exercise, case: Case) -> list[str]:
+    """The dtypes the reference TF tier returns on ``case`` (what the docstring promises)."""
+    key = (exercise.name, case.name)
+    if key not in _TF_DTYPES:
+        args, kwargs = as_tensors(case, exercise.tf_static)
+        out = exercise.tier("tf")(*args, **kwargs)
+        parts = out if isinstance(out, (tuple, list)) else (out,)
+        _TF_DTYPES[key] = [p.dtype.name for p in parts]
+    return _TF_DTYPES[key]
+
+
+def static_contract(exercise: Exercise, tier: str | None, sources: list[str], imports: list[str],
+                    function: str, known: dict[str, str] | None = None) -> list[str]:
+    """The contract problems visible in the code itself (:mod:`workshop.grading.contracts`)."""
+    from .contracts import answer_message, answer_references, loops_over
+
+    problems = []
+    found = answer_references(sources, imports, exercise.answer_calls, known)
+    if found:
+        problems.append(answer_message(found))
+    if tier == "numpy" and exercise.no_loops_over and sources:
+        loops = loops_over(sources[-1], function, exercise.no_loops_over)
+        if loops:
+            problems.append(f"your numpy tier has {loops[0]}: this is the vectorized tier (make "
+                            "it fast): broadcast over the arrays instead of looping in Python")
+    return problems
+
+
+def _source_of(fn: Callable) -> tuple[str, dict[str, str]] | None:
+    import inspect
+    import textwrap
+    import types
+
+    try:
+        src = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return None
+    known = {k: v.__name__ for k, v in getattr(fn, "__globals__", {}).items()
+             if isinstance(v, types.ModuleType)}
+    return src, known
+
+
 def check_cases(exercise: Exercise, fn: Callable, cases: list[Case], tier: str | None = None,
                 strict: bool = False) -> Verdict:
-    results, expected, received = [], [], []
-    for case in cases:
+    """Run ``fn`` on ``cases`` in this process and judge it; with a ``tier``, the tier's
+    contract too (:mod:`workshop.grading.contracts`)."""
+    from . import contracts
+
+    results, expected, received, contract = [], [], [], []
+    if tier is not None:
+        found = _source_of(fn)
+        if found is not None:
+            contract += static_contract(exercise, tier, [found[0]], [],
+                                        getattr(fn, "__name__", ""), found[1])
+    jit_case = contract_case(cases) if tier == "tf" else None
+    kinds = [o.kind for o in exercise.outputs]
+    names = argument_names(exercise)
+    calls_before = len(contracts.CALLS)
+    for i, case in enumerate(cases):
         exp = exercise.expected(case)
         expected.append(exp)
+        call = fn
+        if tier == "tf":
+            args, kwargs = as_tensors(case, exercise.tf_static)
+            if i == jit_case:
+                import tensorflow as tf
+
+                call = tf.function(fn, jit_compile=exercise.tf_jit)
+        else:
+            args, kwargs = case.fresh_args()
+        if tier is not None:
+            contracts.record_answer_calls(exercise.answer_calls)
         try:
-            out = run_case(exercise, case, fn, tier)
+            out = call(*args, **kwargs)
         except NotImplementedError:
             return Verdict(exercise.name, tier, [], status=NOT_IMPLEMENTED)
         except (Exception, SystemExit) as err:  # the learner's code raised: report it, never crash the notebook  # noqa: BLE001
-            tb = traceback.extract_tb(err.__traceback__)
-            where = f" (line {tb[-1].lineno} of {tb[-1].name})" if tb else ""
-            results.append(CaseResult(case.name, False, f"raised {type(err).__name__}: {err}{where}",
+            if call is not fn:
+                problem = contracts.tf_failure(err)
+            else:
+                tb = traceback.extract_tb(err.__traceback__)
+                where = f" (line {tb[-1].lineno} of {tb[-1].name})" if tb else ""
+                problem = f"raised {type(err).__name__}: {err}{where}"
+            results.append(CaseResult(case.name, False, problem,
+                                      inputs=case.describe() if case.public else "",
+                                      public=case.public))
+            received.append(None)
+            continue
+        problem = ""
+        if tier is not None:
+            changed = contracts.changed_arguments(list(case.args), list(args), names) \
+                if tier != "tf" else []
+            tf_dtypes = reference_tf_dtypes(exercise, case) if i == jit_case else None
+            problem = contracts.case_problem(tier, contracts.describe_output(out), changed,
+                                             kinds, tf_dtypes)
+        if problem:
+            results.append(CaseResult(case.name, False, problem,
                                       inputs=case.describe() if case.public else "",
                                       public=case.public))
             received.append(None)
             continue
         results.append(judge(exercise, case, out, strict=strict, expected=exp))
         received.append(out)
-    return diagnosed(exercise, tier, cases, expected, received, results)
+    if len(contracts.CALLS) > calls_before:
+        contract.append(contracts.answer_message(contracts.CALLS[calls_before:]))
+    verdict = diagnosed(exercise, tier, cases, expected, received, results)
+    verdict.contract = list(dict.fromkeys(contract))
+    return verdict
+
+
+def argument_names(exercise: Exercise) -> list[str]:
+    """The exercise's positional argument names, from its signature text."""
+    inside = exercise.signature.partition("(")[2].partition(")")[0]
+    return [p.split("=")[0].strip() for p in inside.split(",") if p.strip()]
 
 
 def check(name: str, fn: Callable, tier: str | None = None, show: bool = True) -> Verdict:

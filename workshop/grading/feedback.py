@@ -17,7 +17,7 @@ STATUS_TEXT = {
     "passed": "passed", "failed": "failed", "not_implemented": "not implemented yet",
     "missing": "solution cell missing", "violation": "no points (rules)",
     "timeout": "timed out", "crashed": "crashed", "error": "could not be checked",
-    "skipped": "not graded (time budget)",
+    "skipped": "not graded (time budget)", "contract": "breaks the tier's contract",
 }
 
 

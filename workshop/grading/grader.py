@@ -104,15 +104,34 @@ class Expected:
 
 
 def verdict_from_run(exercise, cases, expected, run: RunResult, tier: str, wrong_output=None):
-    from .check import NOT_IMPLEMENTED, CaseResult, Verdict, diagnosed, judge
+    from .check import (
+        NOT_IMPLEMENTED,
+        CaseResult,
+        Verdict,
+        contract_case,
+        diagnosed,
+        judge,
+        reference_tf_dtypes,
+    )
+    from .contracts import answer_message, case_problem
 
     if run.status != "ok":
         return Verdict(exercise.name, tier, [], status="error", note=run.message)
     if any(c.status == "not_implemented" for c in run.cases):
         return Verdict(exercise.name, tier, [], status=NOT_IMPLEMENTED)
     results, received = [], []
-    for case, exp, got in zip(cases, expected, run.cases):
+    jit_case = contract_case(cases) if tier == "tf" else None
+    kinds = [o.kind for o in exercise.outputs]
+    for i, (case, exp, got) in enumerate(zip(cases, expected, run.cases)):
+        problem = ""
         if got.status == "ok":
+            tf_dtypes = reference_tf_dtypes(exercise, case) if i == jit_case else None
+            problem = case_problem(tier, got.described, got.changed, kinds, tf_dtypes)
+        if problem:
+            results.append(CaseResult(case.name, False, problem,
+                                      inputs=case.describe() if case.public else "",
+                                      public=case.public))
+        elif got.status == "ok":
             try:
                 results.append(judge(exercise, case, got.output, expected=exp))
                 received.append(got.output)
@@ -125,7 +144,10 @@ def verdict_from_run(exercise, cases, expected, run: RunResult, tier: str, wrong
                                       inputs=case.describe() if case.public else "",
                                       public=case.public))
         received.append(None)
-    return diagnosed(exercise, tier, cases, expected, received, results, wrong_output)
+    verdict = diagnosed(exercise, tier, cases, expected, received, results, wrong_output)
+    if run.answer_calls:
+        verdict.contract.append(answer_message(run.answer_calls))
+    return verdict
 
 
 # == grading one submission =================================================================
@@ -168,9 +190,20 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
         rec.message = ("No points for this exercise: grading runs your own code only, and "
                        "your solution " + "; ".join(problems[:3]) + ".")
         return
+    from .check import argument_names, contract_case, static_contract
+
+    broken = static_contract(exercise, test.tier, [src for _, src in program.cells],
+                             program.imports, test.function)
+    if broken:
+        rec.status = "contract"
+        rec.message = "No points for this exercise: " + "; ".join(broken) + "."
+        return
+    contract = {"answer_calls": list(exercise.answer_calls),
+                "arg_names": argument_names(exercise), "tf_jit": exercise.tf_jit,
+                "contract_case": contract_case(cases) if test.tier == "tf" else None}
     run = run_program(program, cases, test.tier, n_outputs=len(exercise.outputs),
                       tf_static=exercise.tf_static, limits=limits, sandbox=sandbox,
-                      session=session)
+                      session=session, contract=contract)
     rec.stdout, rec.seconds = run.stdout, round(run.seconds, 3)
     if run.reached_reference or run.tampered:
         rec.status = "violation"
@@ -185,6 +218,9 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
     rec.diagnoses = verdict.diagnoses
     if verdict.passed:
         rec.status, rec.points = "passed", test.points
+    elif verdict.contract:
+        rec.status = "contract"
+        rec.message = "No points for this exercise: " + "; ".join(verdict.contract) + "."
     elif verdict.status == "not implemented yet":
         rec.status = "not_implemented"
     elif run.status in ("timeout", "crashed"):

@@ -24,8 +24,8 @@ class TestRecord:
     tier: str
     points: float
     max_points: float
-    status: str          # passed | failed | not_implemented | missing | violation | timeout |
-                         # crashed | error | skipped
+    status: str          # passed | failed | not_implemented | missing | violation | contract |
+                         # timeout | crashed | error | skipped
     message: str = ""    # learner-facing: why no points (besides the verdict)
     verdict: dict = field(default_factory=dict)
     diagnoses: list[str] = field(default_factory=list)

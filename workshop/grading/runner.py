@@ -71,6 +71,8 @@ class CaseRun:
     status: str                      # "ok" | "error" | "not_implemented" | "not_run"
     output: Any = None               # ndarray, or tuple of ndarrays
     error: str = ""
+    described: list = field(default_factory=list)   # the returned types (contracts)
+    changed: list = field(default_factory=list)     # arguments modified in place
 
 
 @dataclass
@@ -84,6 +86,7 @@ class RunResult:
     blocked: list[str] = field(default_factory=list)     # answer imports attempted
     tampered: list[str] = field(default_factory=list)    # the import blocker found modified
     setup_errors: list[str] = field(default_factory=list)
+    answer_calls: list[str] = field(default_factory=list)  # library answers called
     stdout: str = ""
     seconds: float = 0.0
 
@@ -176,7 +179,7 @@ class OneShot:
 def run_program(program, cases, tier: str | None, n_outputs: int = 1,
                 tf_static: tuple = (), limits: Limits | None = None,
                 sandbox: Sandbox | None = None, session=None,
-                workdir: str | None = None) -> RunResult:
+                workdir: str | None = None, contract: dict | None = None) -> RunResult:
     """Run ``program`` (a :class:`workshop.grading.notebook.Program`) on ``cases`` (registry
     :class:`Case` objects) in a child process: forked by ``session`` (a learner's
     :class:`~workshop.grading.zygote.Zygote`) or started anew inside ``sandbox`` (default: none,
@@ -202,7 +205,7 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
         job = {"imports": program.imports, "cells": program.cells, "function": program.function,
                "tier": tier, "n_outputs": n_outputs, "tf_static": list(tf_static),
                "cases": encoded, "limits": child_limits,
-               "answer_modules": list(ANSWER_MODULES)}
+               "answer_modules": list(ANSWER_MODULES), **(contract or {})}
         (tmpdir / "job.json").write_text(json.dumps(job))
         uid = sandbox.acquire_uid()
         for path in (tmpdir / "inputs.npz", tmpdir / "job.json", tmpdir):
@@ -378,7 +381,7 @@ def _collect(channel: bytes, stdout: str, code: int, timed_out: bool, overflow: 
             run.status, run.message = "failed", f"the grader could not read your results: {err}"
             return run
     result = result or {}
-    for key in ("blocked", "tampered", "setup_errors"):
+    for key in ("blocked", "tampered", "setup_errors", "answer_calls"):
         value = result.get(key, [])
         setattr(run, key, [str(v)[:500] for v in value[:20]] if isinstance(value, list) else [])
     where = (f" while running case {done + 1} of {n_cases}" if 0 <= done < n_cases
@@ -425,6 +428,10 @@ def _collect(channel: bytes, stdout: str, code: int, timed_out: bool, overflow: 
             status = c.get("status") if c.get("status") in ("error", "not_implemented") else "error"
             run.cases.append(CaseRun(status, error=str(c.get("error", ""))[:500]))
             continue
+        described = c.get("described") if isinstance(c.get("described"), list) else []
+        described = [d for d in described[:16] if isinstance(d, dict)]
+        changed = [str(x)[:40] for x in c.get("changed", [])[:8]] if isinstance(
+            c.get("changed"), list) else []
         try:
             if c.get("kind") == "seq":
                 n = int(c["n"])
@@ -436,7 +443,7 @@ def _collect(channel: bytes, stdout: str, code: int, timed_out: bool, overflow: 
         except (KeyError, ValueError, TypeError) as err:
             run.cases.append(CaseRun("error", error=f"output missing: {err}"))
             continue
-        run.cases.append(CaseRun("ok", output=out))
+        run.cases.append(CaseRun("ok", output=out, described=described, changed=changed))
     while len(run.cases) < n_cases:
         run.cases.append(CaseRun("not_run", error="not run"))
     return run
@@ -664,28 +671,46 @@ def _child_main(jobdir: str, channel_fd: int) -> None:
     result["status"] = "ran"
     with np.load(Path(jobdir, "inputs.npz"), allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import contracts
+
     tf = None
     outputs: dict = {}
     n_out = int(job.get("n_outputs", 1))
     static = set(job.get("tf_static", []))
+    tier = job.get("tier")
+    answer_calls = list(job.get("answer_calls", []))
+    arg_names = list(job.get("arg_names", []))
+    for value in list(ns.values()):   # the learner's lazily imported libraries, loaded now
+        if isinstance(value, _LazyModule) and value.__dict__["_lazy"][0].split(".")[0] in {
+                a.split(".")[0] for a in answer_calls}:
+            try:
+                value._load()
+            except Exception:  # noqa: BLE001, S110
+                pass
     for i, case in enumerate(job["cases"]):
         send(f"P {i}\n".encode())
         args = [_decode(a, arrays) for a in case["args"]]
         kwargs = {k: _decode(v, arrays) for k, v in case["kwargs"].items()}
         args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
         kwargs = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
-        if job.get("tier") == "tf":
+        originals = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        call = fn
+        if tier == "tf":
             try:
                 if tf is None:
                     import tensorflow as tf
                 conv = lambda v: tf.constant(v) if isinstance(v, np.ndarray) else v
                 args = [conv(a) for a in args]
                 kwargs = {k: (v if k in static else conv(v)) for k, v in kwargs.items()}
+                if i == job.get("contract_case"):
+                    call = tf.function(fn, jit_compile=bool(job.get("tf_jit", True)))
             except Exception as err:  # noqa: BLE001
                 result["cases"].append({"status": "error", "error": f"TensorFlow: {err}"})
                 continue
+        contracts.record_answer_calls(answer_calls)
         try:
-            out = fn(*args, **kwargs)
+            out = call(*args, **kwargs)
         except NotImplementedError:
             result["cases"].append({"status": "not_implemented"})
             continue
@@ -696,19 +721,30 @@ def _child_main(jobdir: str, channel_fd: int) -> None:
                 "was exceeded; the remaining cases were not run")})
             break
         except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
-            result["cases"].append({"status": "error", "error": _describe_error(err)})
+            if call is not fn:
+                result["cases"].append({"status": "error", "contract": True,
+                                        "error": contracts.tf_failure(err)})
+            else:
+                result["cases"].append({"status": "error", "error": _describe_error(err)})
             continue
+        entry = {"status": "ok", "described": contracts.describe_output(out)}
+        if tier != "tf":
+            changed = contracts.changed_arguments(originals, args, arg_names)
+            if changed:
+                entry["changed"] = changed
         try:
             if n_out > 1 and isinstance(out, (tuple, list)):
                 parts = [_as_array(o) for o in out]
                 for j, p in enumerate(parts):
                     outputs[f"c{i}_o{j}"] = p
-                result["cases"].append({"status": "ok", "kind": "seq", "n": len(parts)})
+                entry.update(kind="seq", n=len(parts))
             else:
                 outputs[f"c{i}_o"] = _as_array(out)
-                result["cases"].append({"status": "ok", "kind": "one"})
+                entry["kind"] = "one"
+            result["cases"].append(entry)
         except BaseException as err:  # noqa: BLE001
             result["cases"].append({"status": "error", "error": f"{err}"[:300]})
+    result["answer_calls"] = list(dict.fromkeys(contracts.CALLS))
     send(f"P {len(job['cases'])}\n".encode())
     sys.stdout.flush()
     finish(outputs)

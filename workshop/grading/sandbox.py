@@ -113,7 +113,7 @@ class CourseView:
         (package / "grading").mkdir()
         (package / "grading" / "__init__.py").write_text(GRADING_STUB)
         (self.root / "runner").mkdir()
-        for script in ("runner.py", "zygote.py"):
+        for script in ("runner.py", "zygote.py", "contracts.py"):
             shutil.copy2(Path(__file__).with_name(script), self.root / "runner" / script)
         for path in [self.root, *self.root.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
