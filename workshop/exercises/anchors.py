@@ -68,8 +68,8 @@ def _ra_full(base_size, aspect_ratios, scales):
     return _ref_anchors(base_size, aspect_ratios, scales, full=True)
 
 
-def _issue_anchors() -> np.ndarray:
-    """The issue's 12 anchors (base 256, ratios .5, 1, 2, scales .25, .5, 1, 2), by hand:
+def _worked_anchors() -> np.ndarray:
+    """The worked example's 12 anchors (base 256, ratios .5, 1, 2, scales .25, .5, 1, 2), by hand:
     ratio .5 is wide (w = 256*s*sqrt2), ratio 2 tall (h = 256*s*sqrt2)."""
     rows = []
     for s in (0.25, 0.5, 1.0, 2.0):          # ratio 0.5: half-width 128*s*sqrt2, half-height 128*s/sqrt2
@@ -83,9 +83,9 @@ def _issue_anchors() -> np.ndarray:
 
 def _ra_edge_cases() -> list[Case]:
     return [
-        Case("issue example: base 256, ratios (.5, 1, 2), scales (.25, .5, 1, 2)",
+        Case("worked example: base 256, ratios (.5, 1, 2), scales (.25, .5, 1, 2)",
              (256.0, np.array([0.5, 1.0, 2.0]), np.array([0.25, 0.5, 1.0, 2.0])),
-             expected=_issue_anchors(),
+             expected=_worked_anchors(),
              about="first anchor [-45.2548, -22.6274, 45.2548, 22.6274], fifth [-32, -32, 32, 32]"),
         Case("one square anchor", (16.0, np.array([1.0]), np.array([1.0])),
              expected=np.array([[-8.0, -8.0, 8.0, 8.0]])),
@@ -136,7 +136,7 @@ REFERENCE_ANCHORS = register(Exercise(
                 wrong=_ra_scale_major),
         Mistake("rounded",
                 "Your anchors are rounded to whole pixels. Coordinates are continuous: keep the exact "
-                "floats (the first issue anchor is [-45.2548, -22.6274, 45.2548, 22.6274]).",
+                "floats (the worked example's first anchor is [-45.2548, -22.6274, 45.2548, 22.6274]).",
                 wrong=_ra_rounded),
         Mistake("not centred",
                 "Your anchors start at (0, 0) instead of being centred on it: an anchor of width w and "
@@ -152,12 +152,13 @@ REFERENCE_ANCHORS = register(Exercise(
 # grid_anchors
 # ============================================================================================
 def _grid(feature_shape, stride, reference, offset=0.5, *, no_offset=False, anchor_major=False,
-          transposed=False, column_major=False, rounded=False, offset_in_pixels=False):
+          transposed=False, column_major=False, rounded=False, offset_in_pixels=False,
+          offset_ignored=False):
     H, W = (int(v) for v in feature_shape)
     if transposed:
         H, W = W, H
     ref = np.asarray(reference, np.float64).reshape(-1, 4)
-    off = 0.0 if no_offset else float(offset)
+    off = 0.0 if no_offset else (0.5 if offset_ignored else float(offset))
     rows = []
     if anchor_major:
         order = [(a, y, x) for a in range(len(ref)) for y in range(H) for x in range(W)]
@@ -199,6 +200,10 @@ def _ga_offset_pixels(feature_shape, stride, reference, offset=0.5):
     return _grid(feature_shape, stride, reference, offset, offset_in_pixels=True)
 
 
+def _ga_offset_ignored(feature_shape, stride, reference, offset=0.5):
+    return _grid(feature_shape, stride, reference, offset, offset_ignored=True)
+
+
 def _ga_edge_cases() -> list[Case]:
     ref2 = np.array([[-5.0, -2.5, 5.0, 2.5], [-2.5, -5.0, 2.5, 5.0]])
     # cell centres: x in (5, 15, 25), y in (5, 15); rows (y*W + x)*A + a
@@ -207,7 +212,7 @@ def _ga_edge_cases() -> list[Case]:
         [20, 2.5, 30, 7.5], [22.5, 0, 27.5, 10],
         [0, 12.5, 10, 17.5], [2.5, 10, 7.5, 20], [10, 12.5, 20, 17.5], [12.5, 10, 17.5, 20],
         [20, 12.5, 30, 17.5], [22.5, 10, 27.5, 20]], float)
-    issue3 = np.array([[-45.254834, -22.627417, 45.254834, 22.627417], [-32.0, -32.0, 32.0, 32.0],
+    worked3 = np.array([[-45.254834, -22.627417, 45.254834, 22.627417], [-32.0, -32.0, 32.0, 32.0],
                        [-22.627417, -45.254834, 22.627417, 45.254834]])
     return [
         Case("2x3 map (H=2, W=3), stride 10, two anchors", ((2, 3), 10.0, ref2), expected=pinned,
@@ -216,10 +221,10 @@ def _ga_edge_cases() -> list[Case]:
              expected=ref2.copy()),
         Case("3x1 map (3 rows, 1 column), stride 16", ((3, 1), 16.0, ref2[:1]),
              expected=np.array([[3, 5.5, 13, 10.5], [3, 21.5, 13, 26.5], [3, 37.5, 13, 42.5]], float)),
-        Case("2x5 map, stride 16, three issue anchors", ((2, 5), 16.0, issue3)),
+        Case("2x5 map, stride 16, three anchors of the worked example", ((2, 5), 16.0, worked3)),
         Case("empty map (0 rows)", ((0, 4), 16.0, ref2), expected=np.zeros((0, 4))),
         Case("no reference anchors", ((2, 2), 8.0, np.zeros((0, 4))), expected=np.zeros((0, 4))),
-        Case("4x2 map, stride 7.5, offset 0.25", ((4, 2), 7.5, issue3), {"offset": 0.25}, public=False),
+        Case("4x2 map, stride 7.5, offset 0.25", ((4, 2), 7.5, worked3), {"offset": 0.25}, public=False),
         Case("1x6 map, stride 32", ((1, 6), 32.0, ref2), public=False),
     ]
 
@@ -273,6 +278,10 @@ GRID_ANCHORS = register(Exercise(
         Mistake("rounded",
                 "Your anchors are rounded to whole pixels. Keep the exact float coordinates.",
                 wrong=_ga_rounded),
+        Mistake("offset argument ignored",
+                "Your centres always sit in the middle of the cells: use the offset argument, "
+                "centre ((x + offset) * stride, (y + offset) * stride); 0.5 is only its default "
+                "(offset 0 puts the centre on the cell's top-left corner).", wrong=_ga_offset_ignored),
     ),
     benchmarks=_ga_benchmarks,
 ))
@@ -282,12 +291,16 @@ GRID_ANCHORS = register(Exercise(
 # encode / decode
 # ============================================================================================
 def _encode(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0), *, xy_mixed=False, by_box=False,
-            no_log=False, no_weights=False, corners=False, log_inverted=False):
+            no_log=False, no_weights=False, corners=False, log_inverted=False, weights_divided=False,
+            log10=False, plus_one=False, in_pixels=False):
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     a = np.asarray(anchors, np.float64).reshape(-1, 4)
     wx, wy, ww, wh = (1.0, 1.0, 1.0, 1.0) if no_weights else (float(v) for v in weights)
-    gw, gh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    aw, ah = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
+    if weights_divided:
+        wx, wy, ww, wh = 1 / wx, 1 / wy, 1 / ww, 1 / wh
+    one = 1.0 if plus_one else 0.0
+    gw, gh = b[:, 2] - b[:, 0] + one, b[:, 3] - b[:, 1] + one
+    aw, ah = a[:, 2] - a[:, 0] + one, a[:, 3] - a[:, 1] + one
     if corners:
         gx, gy, ax, ay = b[:, 0], b[:, 1], a[:, 0], a[:, 1]
     else:
@@ -296,8 +309,11 @@ def _encode(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0), *, xy_mixed=False, by_
     nx, ny = (gw, gh) if by_box else (aw, ah)
     if xy_mixed:
         ny = nx
+    if in_pixels:
+        nx = ny = 1.0
     rw, rh = (aw / gw, ah / gh) if log_inverted else (gw / aw, gh / ah)
-    lw, lh = (rw, rh) if no_log else (np.log(rw), np.log(rh))
+    log = np.log10 if log10 else np.log
+    lw, lh = (rw, rh) if no_log else (log(rw), log(rh))
     return np.stack([wx * (gx - ax) / nx, wy * (gy - ay) / ny, ww * lw, wh * lh], axis=1)
 
 
@@ -325,25 +341,41 @@ def _en_log_inverted(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
     return _encode(boxes, anchors, weights, log_inverted=True)
 
 
-ISSUE_BOX = np.array([[2.0, 3.0, 21.0, 26.0]])
-ISSUE_ANCHOR = np.array([[0.0, 0.0, 16.0, 16.0]])
-ISSUE_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+def _en_weights_divided(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _encode(boxes, anchors, weights, weights_divided=True)
+
+
+def _en_log10(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _encode(boxes, anchors, weights, log10=True)
+
+
+def _en_plus_one(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _encode(boxes, anchors, weights, plus_one=True)
+
+
+def _en_in_pixels(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _encode(boxes, anchors, weights, in_pixels=True)
+
+
+WORKED_BOX = np.array([[2.0, 3.0, 21.0, 26.0]])
+WORKED_ANCHOR = np.array([[0.0, 0.0, 16.0, 16.0]])
+WORKED_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 # centres (11.5, 14.5) vs (8, 8), sizes (19, 23) vs (16, 16)
-ISSUE_DELTAS = np.array([[10 * 3.5 / 16, 10 * 6.5 / 16, 5 * math.log(19 / 16), 5 * math.log(23 / 16)]])
+WORKED_DELTAS = np.array([[10 * 3.5 / 16, 10 * 6.5 / 16, 5 * math.log(19 / 16), 5 * math.log(23 / 16)]])
 
 
 def _en_edge_cases() -> list[Case]:
     anchors = np.array([[0.0, 0.0, 16.0, 32.0], [10.0, 20.0, 74.0, 36.0], [-8.0, -8.0, 8.0, 8.0]])
     boxes = np.array([[4.0, -2.0, 18.0, 40.0], [0.0, 18.0, 90.0, 30.0], [-8.0, -8.0, 8.0, 8.0]])
     return [
-        Case("issue example: anchor [0, 0, 16, 16], box [2, 3, 21, 26], weights (10, 10, 5, 5)",
-             (ISSUE_BOX, ISSUE_ANCHOR), {"weights": ISSUE_WEIGHTS}, expected=ISSUE_DELTAS,
+        Case("worked example: anchor [0, 0, 16, 16], box [2, 3, 21, 26], weights (10, 10, 5, 5)",
+             (WORKED_BOX, WORKED_ANCHOR), {"weights": WORKED_WEIGHTS}, expected=WORKED_DELTAS,
              about="deltas (2.1875, 4.0625, 0.85925, 1.81453)"),
         Case("box equal to its anchor", (anchors.copy(), anchors.copy()), expected=np.zeros((3, 4))),
         Case("shifted only, non-square anchor (16 wide, 32 high)",
              (np.array([[8.0, -4.0, 24.0, 28.0]]), anchors[:1]), expected=np.array([[0.5, -0.125, 0.0, 0.0]])),
         Case("non-square anchors, unit weights", (boxes, anchors)),
-        Case("non-square anchors, weights (10, 10, 5, 5)", (boxes, anchors), {"weights": ISSUE_WEIGHTS}),
+        Case("non-square anchors, weights (10, 10, 5, 5)", (boxes, anchors), {"weights": WORKED_WEIGHTS}),
         Case("no boxes", (np.zeros((0, 4)), np.zeros((0, 4))), expected=np.zeros((0, 4))),
         Case("tiny box in a big anchor", (np.array([[100.0, 100.0, 100.5, 101.0]]),
                                           np.array([[0.0, 0.0, 512.0, 256.0]])), public=False),
@@ -366,7 +398,7 @@ def _weights(rng: np.random.Generator) -> dict:
     if pick < 0.3:
         return {}
     if pick < 0.6:
-        return {"weights": ISSUE_WEIGHTS}
+        return {"weights": WORKED_WEIGHTS}
     return {"weights": tuple(float(v) for v in rng.uniform(0.5, 12, 4))}
 
 
@@ -380,9 +412,9 @@ def _coding_benchmarks(kind: str):
         rng = np.random.default_rng(0)
         boxes, anchors = _coding_pairs(rng, 20000)
         if kind == "decode":
-            return [Case("20,000 boxes", (_encode(boxes, anchors, ISSUE_WEIGHTS), anchors),
-                         {"weights": ISSUE_WEIGHTS})]
-        return [Case("20,000 boxes", (boxes, anchors), {"weights": ISSUE_WEIGHTS})]
+            return [Case("20,000 boxes", (_encode(boxes, anchors, WORKED_WEIGHTS), anchors),
+                         {"weights": WORKED_WEIGHTS})]
+        return [Case("20,000 boxes", (boxes, anchors), {"weights": WORKED_WEIGHTS})]
     return cases
 
 
@@ -416,13 +448,27 @@ ENCODE = register(Exercise(
         Mistake("corners instead of centres",
                 "Your dx, dy use the top-left corners: the offsets are between the centres, "
                 "gx = x1 + w/2 for the box and ax = x1 + w/2 for the anchor.", wrong=_en_corners),
+        Mistake("weights divided",
+                "You divided the deltas by the weights; encode multiplies by them, "
+                "(wx*dx, wy*dy, ww*dw, wh*dh), and decode divides.", wrong=_en_weights_divided),
+        Mistake("log base 10",
+                "Your dw, dh use the base-10 logarithm: use the natural log, np.log(gw / aw) "
+                "(decode undoes it with np.exp).", wrong=_en_log10),
+        Mistake("+1 in widths and heights",
+                "Your sizes follow the old '+1' pixel convention (w = x2 - x1 + 1): boxes are "
+                "continuous here, w = x2 - x1 and the centre is x1 + w/2.", wrong=_en_plus_one),
+        Mistake("centre offsets in pixels",
+                "Your dx, dy are in pixels: divide the centre offsets by the anchor's size, "
+                "dx = wx * (gx - ax) / aw and dy = wy * (gy - ay) / ah, so that they do not depend "
+                "on the anchor's scale.", wrong=_en_in_pixels),
     ),
     benchmarks=_coding_benchmarks("encode"),
 ))
 
 
 def _decode(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0), *, xy_mixed=False, by_new=False,
-            no_exp=False, no_weights=False, no_clamp=False, weights_multiplied=False, centre_as_corner=False):
+            no_exp=False, no_weights=False, no_clamp=False, weights_multiplied=False, centre_as_corner=False,
+            clamp_first=False, both_sides=False, pow10=False, in_pixels=False, out="xyxy"):
     d = np.asarray(deltas, np.float64).reshape(-1, 4)
     a = np.asarray(anchors, np.float64).reshape(-1, 4)
     wx, wy, ww, wh = (1.0, 1.0, 1.0, 1.0) if no_weights else (float(v) for v in weights)
@@ -430,19 +476,31 @@ def _decode(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0), *, xy_mixed=False, by
         wx, wy, ww, wh = 1 / wx, 1 / wy, 1 / ww, 1 / wh
     aw, ah = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
     ax, ay = a[:, 0] + aw / 2, a[:, 1] + ah / 2
-    dw, dh = d[:, 2] / ww, d[:, 3] / wh
-    if not no_clamp:
-        dw, dh = np.minimum(dw, CLAMP), np.minimum(dh, CLAMP)
+    if clamp_first:      # the clamp on the raw (weighted) delta, then the division
+        dw, dh = np.minimum(d[:, 2], CLAMP) / ww, np.minimum(d[:, 3], CLAMP) / wh
+    else:
+        dw, dh = d[:, 2] / ww, d[:, 3] / wh
+        if both_sides:
+            dw, dh = np.clip(dw, -CLAMP, CLAMP), np.clip(dh, -CLAMP, CLAMP)
+        elif not no_clamp:
+            dw, dh = np.minimum(dw, CLAMP), np.minimum(dh, CLAMP)
+    grow = (lambda v: 10.0 ** v) if pow10 else np.exp
     with np.errstate(over="ignore", invalid="ignore"):
-        gw = dw * aw if no_exp else np.exp(dw) * aw
-        gh = dh * ah if no_exp else np.exp(dh) * ah
+        gw = dw * aw if no_exp else grow(dw) * aw
+        gh = dh * ah if no_exp else grow(dh) * ah
         nx, ny = (gw, gh) if by_new else (aw, ah)
         if xy_mixed:
             ny = nx
+        if in_pixels:
+            nx = ny = 1.0
         gx = d[:, 0] / wx * nx + ax
         gy = d[:, 1] / wy * ny + ay
         if centre_as_corner:
             return np.stack([gx, gy, gx + gw, gy + gh], axis=1)
+        if out == "cxcywh":
+            return np.stack([gx, gy, gw, gh], axis=1)
+        if out == "yxyx":
+            return np.stack([gy - gh / 2, gx - gw / 2, gy + gh / 2, gx + gw / 2], axis=1)
         return np.stack([gx - gw / 2, gy - gh / 2, gx + gw / 2, gy + gh / 2], axis=1)
 
 
@@ -474,12 +532,36 @@ def _de_centre_as_corner(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
     return _decode(deltas, anchors, weights, centre_as_corner=True)
 
 
+def _de_clamp_first(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _decode(deltas, anchors, weights, clamp_first=True)
+
+
+def _de_both_sides(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _decode(deltas, anchors, weights, both_sides=True)
+
+
+def _de_pow10(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _decode(deltas, anchors, weights, pow10=True)
+
+
+def _de_in_pixels(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _decode(deltas, anchors, weights, in_pixels=True)
+
+
+def _de_cxcywh(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _decode(deltas, anchors, weights, out="cxcywh")
+
+
+def _de_yxyx(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)):
+    return _decode(deltas, anchors, weights, out="yxyx")
+
+
 def _de_edge_cases() -> list[Case]:
     anchors = np.array([[0.0, 0.0, 16.0, 32.0], [10.0, 20.0, 74.0, 36.0], [-8.0, -8.0, 8.0, 8.0]])
     deltas = np.array([[0.5, -0.25, 0.3, -0.2], [-0.1, 0.4, -0.5, 0.25], [0.0, 0.0, 0.0, 0.0]])
     return [
-        Case("issue example, back: deltas (2.1875, 4.0625, 0.85925, 1.81453), weights (10, 10, 5, 5)",
-             (ISSUE_DELTAS.copy(), ISSUE_ANCHOR), {"weights": ISSUE_WEIGHTS}, expected=ISSUE_BOX.copy(),
+        Case("worked example, back: deltas (2.1875, 4.0625, 0.85925, 1.81453), weights (10, 10, 5, 5)",
+             (WORKED_DELTAS.copy(), WORKED_ANCHOR), {"weights": WORKED_WEIGHTS}, expected=WORKED_BOX.copy(),
              about="decode(encode(box)) is the box"),
         Case("zero deltas give the anchors", (np.zeros((3, 4)), anchors), expected=anchors.copy()),
         Case("shift only, non-square anchor", (np.array([[0.5, -0.125, 0.0, 0.0]]), anchors[:1]),
@@ -488,10 +570,10 @@ def _de_edge_cases() -> list[Case]:
              (np.array([[0.0, 0.0, 1000.0, -1000.0]]), np.array([[0.0, 0.0, 16.0, 16.0]])),
              expected=np.array([[-492.0, 8.0, 508.0, 8.0]]),
              about="w = 16 * exp(log(1000/16)) = 1000 (not inf); h = 16 * exp(-1000) = 0"),
-        Case("non-square anchors, weights (10, 10, 5, 5)", (deltas * 5, anchors), {"weights": ISSUE_WEIGHTS}),
+        Case("non-square anchors, weights (10, 10, 5, 5)", (deltas * 5, anchors), {"weights": WORKED_WEIGHTS}),
         Case("dw above the clamp, weights (10, 10, 5, 5)",
              (np.array([[1.0, 2.0, 30.0, 5.0]]), np.array([[10.0, 10.0, 26.0, 42.0]])),
-             {"weights": ISSUE_WEIGHTS}, about="dw / ww = 6 > log(62.5) = 4.135: clamped"),
+             {"weights": WORKED_WEIGHTS}, about="dw / ww = 6 > log(62.5) = 4.135: clamped"),
         Case("no deltas", (np.zeros((0, 4)), np.zeros((0, 4))), expected=np.zeros((0, 4))),
         Case("non-square anchors, uneven weights", (deltas, anchors), {"weights": (1.0, 2.0, 3.0, 4.0)},
              public=False),
@@ -542,6 +624,27 @@ DECODE = register(Exercise(
         Mistake("centre used as corner",
                 "Your boxes start at the decoded centre: the box is [gx - gw/2, gy - gh/2, gx + gw/2, "
                 "gy + gh/2].", wrong=_de_centre_as_corner),
+        Mistake("clamped before dividing by the weights",
+                "You clamp dw and dh before dividing by the weights: the clamp bounds the size ratio "
+                "itself, so divide first, then clamp: np.minimum(dw / ww, log(1000 / 16)) (with "
+                "weights (10, 10, 5, 5), dw = 30 means a ratio of exp(6), clamped to 62.5).",
+                wrong=_de_clamp_first),
+        Mistake("clamped on both sides",
+                "You also clamp dw / ww and dh / wh from below: the clamp is only an upper bound, "
+                "np.minimum(dw / ww, log(1000 / 16)); a very negative dh gives a (nearly) flat box.",
+                wrong=_de_both_sides),
+        Mistake("10 ** instead of exp",
+                "Your sizes use 10 ** (dw / ww): the deltas hold natural logs, gw = exp(dw / ww) * aw.",
+                wrong=_de_pow10),
+        Mistake("centre shift in pixels",
+                "Your centres move by dx / wx pixels: the shift is in anchor sizes, "
+                "gx = dx / wx * aw + ax and gy = dy / wy * ah + ay.", wrong=_de_in_pixels),
+        Mistake("returns (cx, cy, w, h)",
+                "Your boxes are (centre x, centre y, width, height): return corners, "
+                "[gx - gw/2, gy - gh/2, gx + gw/2, gy + gh/2] (x1, y1, x2, y2).", wrong=_de_cxcywh),
+        Mistake("returns (y1, x1, y2, x2)",
+                "Your boxes put y before x: return (x1, y1, x2, y2), "
+                "[gx - gw/2, gy - gh/2, gx + gw/2, gy + gh/2].", wrong=_de_yxyx),
     ),
     benchmarks=_coding_benchmarks("decode"),
 ))
