@@ -67,10 +67,13 @@ import tensorflow as tf
 def nms_tf(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None):
     n = max_output_size if max_output_size is not None else tf.shape(boxes)[0]
     t = float("-inf") if score_threshold is None else score_threshold
-    keep = getattr(tf.image, "non_max_" + "suppression")(tf.gather(boxes, [1, 0, 3, 2], axis=1),
-                                                         scores, n, iou_threshold, t)
+    b = tf.cast(tf.gather(boxes, [1, 0, 3, 2], axis=1), tf.float32)
+    keep = tf.image.non_max_suppression(b, tf.cast(scores, tf.float32), n, iou_threshold, t)
     return tf.cast(keep, tf.int64)
 '''
+# the same, with the name hidden from a reading of the code: only a run can tell
+NMS_TF_LIBRARY_HIDDEN = NMS_TF_LIBRARY.replace(
+    "tf.image.non_max_suppression(", "getattr(tf.image, 'non_max_' + 'suppression')(")
 
 NMS_NUMPY_LIST = builder.NMS_NUMPY.replace(
     "return np.array(keep, dtype=np.int64)", "return keep")
@@ -180,7 +183,8 @@ def test_the_grader_enforces_the_contracts(tmp_path):
     learner.cells.insert(1, nbformat.v4.new_code_cell(
         IOU_NUMPY_IN_PLACE.replace("def iou_numpy", "def helper_in_place")))
     tf_cell = nbk.solution_cell("nms", "tf", "\n".join(
-        "    " + line for line in NMS_TF_LIBRARY.strip().splitlines()[2:]), builder.TESTS[1][3])
+        "    " + line for line in NMS_TF_LIBRARY_HIDDEN.strip().splitlines()[2:]),
+        builder.TESTS[1][3])
     tf_cell.source = "import tensorflow as tf\n" + tf_cell.source
     learner.cells.append(tf_cell)
     (subs / "alice").mkdir(parents=True)

@@ -263,6 +263,7 @@ register(Exercise(
                   "tensorflow.raw_ops.Conv2D", "keras.layers.Conv2D", "keras.ops.conv",
                   "scipy.signal.correlate2d", "scipy.signal.convolve2d", "scipy.signal.correlate",
                   "scipy.ndimage.correlate", "cv2.filter2D", "torch.nn.functional.conv2d"),
+    library_tiers=("tf",),   # the TF tier's lesson: tf.nn.conv2d's batch axis and strides
 ))
 
 register(Exercise(
@@ -299,4 +300,5 @@ register(Exercise(
     answer_calls=("tensorflow.nn.max_pool2d", "tensorflow.nn.max_pool", "tensorflow.nn.pool",
                   "tensorflow.raw_ops.MaxPool", "keras.layers.MaxPooling2D", "keras.ops.max_pool",
                   "skimage.measure.block_reduce", "torch.nn.functional.max_pool2d"),
+    library_tiers=("tf",),   # the TF tier's lesson: tf.nn.max_pool2d's batch axis and window
 ))

@@ -209,6 +209,8 @@ AVERAGE_PRECISION = register(Exercise(
     ),
     tf_static=("method",),
     benchmarks=_ap_benchmarks,
+    answer_calls=("sklearn.metrics.average_precision_score", "pycocotools.cocoeval.COCOeval",
+                  "faster_coco_eval.COCOeval_faster"),
 ))
 
 
@@ -573,6 +575,7 @@ DETECTION_MAP = register(Exercise(
                 "not by all the objects of every class.", wrong=_map_all_objects),
     ),
     n_hidden_random=10,
+    answer_calls=("pycocotools.cocoeval.COCOeval", "faster_coco_eval.COCOeval_faster"),
 ))
 
 

@@ -116,7 +116,9 @@ class Exercise:
     benchmarks: ``() -> list[Case]`` large problems for ``workshop.bench``.
     baselines: name -> ``"module:function"`` industry implementations with the same signature.
     answer_calls: the libraries' finished versions of this exercise (full dotted names, e.g.
-      ``"tensorflow.image.non_max_suppression"``): a tier that uses one earns nothing.
+      ``"tensorflow.image.non_max_suppression"``): a tier that uses one earns nothing...
+    library_tiers: ...except these tiers, whose lesson is calling the library's op correctly
+      (chapter 1's TF tier: ``tf.nn.conv2d`` with the batch axis and strides it wants).
     no_loops_over: arguments the numpy tier must not loop over in Python ("make it fast").
     """
 
@@ -137,7 +139,12 @@ class Exercise:
     n_public_random: int = 2
     n_hidden_random: int = 20
     answer_calls: tuple[str, ...] = ()
+    library_tiers: tuple[str, ...] = ()
     no_loops_over: tuple[str, ...] = ()
+
+    def answer_calls_for(self, tier: str | None) -> tuple[str, ...]:
+        """The library answers ``tier`` may not use."""
+        return () if tier in self.library_tiers else self.answer_calls
 
     # -- implementations -------------------------------------------------------------------
     def tier(self, tier: str) -> Callable:

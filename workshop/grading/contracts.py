@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterable
 
 KIND_OF_DTYPE = {"f": "float", "i": "int", "u": "int", "b": "bool"}
+PYTHON_SCALARS = {"float": "float", "int": "int", "bool": "bool"}
 
 
 # == static: library answers and loops ==========================================================
@@ -87,7 +88,7 @@ def answer_references(sources: list[str], imports: list[str], answer_calls: Iter
                 head, _, rest = text.partition(".")
                 full = aliases.get(head, head) + (f".{rest}" if rest else "")
                 if _canonical(full) in wanted:
-                    found.append(text)
+                    found.append(text if text == full else f"{text} ({full})")
             elif isinstance(node, ast.ImportFrom) and node.module:
                 for a in node.names:
                     if _canonical(f"{node.module}.{a.name}") in wanted:
@@ -206,6 +207,12 @@ def output_problem(described: list[dict], tier: str, kinds: list[str],
     """Why the returned types break the tier's contract ("" when they do not)."""
     if tier == "numpy":
         for part, kind in zip(described, kinds):
+            if part["type"] in PYTHON_SCALARS:   # a scalar output: a Python number is fine
+                got = PYTHON_SCALARS[part["type"]]
+                if got != kind and not (kind == "float" and got == "int"):
+                    return (f"your numpy tier returns a {part['type']} where a {kind} is "
+                            "documented")
+                continue
             if part["type"] not in ("ndarray", "numpy scalar"):
                 return (f"your numpy tier returns a {part['type']}: return a numpy array (e.g. "
                         f"np.asarray(result{', dtype=np.int64' if kind == 'int' else ''}))")

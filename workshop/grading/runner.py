@@ -744,7 +744,7 @@ def _child_main(jobdir: str, channel_fd: int) -> None:
             result["cases"].append(entry)
         except BaseException as err:  # noqa: BLE001
             result["cases"].append({"status": "error", "error": f"{err}"[:300]})
-    result["answer_calls"] = list(dict.fromkeys(contracts.CALLS))
+    result["answer_calls"] = [c for c in dict.fromkeys(contracts.CALLS) if c in answer_calls]
     send(f"P {len(job['cases'])}\n".encode())
     sys.stdout.flush()
     finish(outputs)
