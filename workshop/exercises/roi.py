@@ -29,7 +29,7 @@ def _size(output_size) -> tuple[int, int]:
 
 # -- RoI pooling, switchable -------------------------------------------------------------------
 def _pool(feature_map, rois, output_size, spatial_scale, *, scale=True, swap=False,
-          bankers=False, inclusive=True, cover=True):
+          bankers=False, inclusive=True, cover=True, quantise=None, empty=0.0):
     fm = np.asarray(feature_map, np.float64)
     boxes = np.asarray(rois, np.float64).reshape(-1, 4)
     if swap:                                   # read the boxes as (y1, x1, y2, x2)
@@ -39,7 +39,10 @@ def _pool(feature_map, rois, output_size, spatial_scale, *, scale=True, swap=Fal
     s = float(spatial_scale) if scale else 1.0
     out = np.zeros((len(boxes), ph, pw, channels))
     for r, box in enumerate(boxes * s):
-        q = np.round(box) if bankers else np.sign(box) * np.floor(np.abs(box) + 0.5)
+        if quantise is not None:                # np.trunc (int()) or np.floor instead of rounding
+            q = quantise(box)
+        else:
+            q = np.round(box) if bankers else np.sign(box) * np.floor(np.abs(box) + 0.5)
         x1, y1, x2, y2 = (int(v) for v in q)
         extra = 1 if inclusive else 0
         rw, rh = max(x2 - x1 + extra, 1), max(y2 - y1 + extra, 1)
@@ -55,6 +58,8 @@ def _pool(feature_map, rois, output_size, spatial_scale, *, scale=True, swap=Fal
                 w0, w1 = extent(j, rw, pw, x1, width)
                 if h1 > h0 and w1 > w0:
                     out[r, i, j] = fm[h0:h1, w0:w1].max(axis=(0, 1))
+                else:
+                    out[r, i, j] = empty
     return out
 
 
@@ -78,26 +83,55 @@ def _pool_floor_end(feature_map, rois, output_size, spatial_scale):
     return _pool(feature_map, rois, output_size, spatial_scale, cover=False)
 
 
+def _pool_truncated(feature_map, rois, output_size, spatial_scale):
+    return _pool(feature_map, rois, output_size, spatial_scale, quantise=np.trunc)
+
+
+def _pool_floored(feature_map, rois, output_size, spatial_scale):
+    return _pool(feature_map, rois, output_size, spatial_scale, quantise=np.floor)
+
+
+def _pool_empty_inf(feature_map, rois, output_size, spatial_scale):
+    return _pool(feature_map, rois, output_size, spatial_scale, empty=-np.inf)
+
+
 # -- RoI align, switchable ---------------------------------------------------------------------
-def _read(fm, y, x, crop):
-    """Bilinear reads at arrays y, x (same shape S) -> (S..., C). ``crop``: tf.image.crop_and_resize's
-    rule (0 outside [0, H-1]) instead of torchvision's (0 outside [-1, H], clamp inside)."""
+def _read(fm, y, x, border="torch"):
+    """Bilinear reads at arrays y, x (same shape S) -> (S..., C) and the mask of the samples that
+    count as read. ``border``: "torch" (torchvision: 0 outside [-1, H], clamp inside), "crop"
+    (tf.image.crop_and_resize: 0 outside [0, H-1]), "clamp" (clamp everything, never 0) or
+    "zeros" (no clamp: the map padded with zeros, so a sample fades out past the border)."""
     height, width = fm.shape[:2]
-    if crop:
+    if border == "crop":
         ok = (y >= 0) & (y <= height - 1) & (x >= 0) & (x <= width - 1)
+    elif border == "clamp":
+        ok = np.ones(np.shape(y), bool)
     else:
         ok = (y >= -1) & (y <= height) & (x >= -1) & (x <= width)
+    if border == "zeros":
+        y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+        ly, lx = (y - y0)[..., None], (x - x0)[..., None]
+        val = 0.0
+        for dy, wy in ((0, 1 - ly), (1, ly)):
+            for dx, wx in ((0, 1 - lx), (1, lx)):
+                yy, xx = y0 + dy, x0 + dx
+                inside = ((yy >= 0) & (yy < height) & (xx >= 0) & (xx < width))[..., None]
+                val = val + wy * wx * fm[yy.clip(0, height - 1), xx.clip(0, width - 1)] * inside
+        return val * ok[..., None], ok
     y, x = np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)
     y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
     y1, x1 = np.minimum(y0 + 1, height - 1), np.minimum(x0 + 1, width - 1)
     ly, lx = (y - y0)[..., None], (x - x0)[..., None]
     val = ((1 - ly) * (1 - lx) * fm[y0, x0] + (1 - ly) * lx * fm[y0, x1]
            + ly * (1 - lx) * fm[y1, x0] + ly * lx * fm[y1, x1])
-    return val * ok[..., None]
+    return val * ok[..., None], ok
 
 
 def _align(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1, *, scale=True,
-           swap=False, shift=0.5, corners=False, crop_divide_by_size=False):
+           swap=False, shift=0.5, corners=False, crop_divide_by_size=False, border="torch",
+           grid=math.ceil, mean="all"):
+    """``grid``: the adaptive sample count from roi_size / output_size (math.ceil is right);
+    ``mean``: "all" samples in the denominator (right), "valid" (only those read) or "none" (a sum)."""
     fm = np.asarray(feature_map, np.float64)
     boxes = np.asarray(rois, np.float64).reshape(-1, 4)
     if swap:
@@ -107,19 +141,27 @@ def _align(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1, *, 
     s = float(spatial_scale) if scale else 1.0
     out = np.zeros((len(boxes), ph, pw, channels))
     offset = 0.0 if corners else 0.5
+    if crop_divide_by_size:
+        border = "crop"
     for r, (x1, y1, x2, y2) in enumerate(boxes):
         sx, sy = x1 * s - shift, y1 * s - shift
         rw, rh = (x2 * s - shift) - sx, (y2 * s - shift) - sy
-        gy = sampling_ratio if sampling_ratio > 0 else math.ceil(rh / ph)
-        gx = sampling_ratio if sampling_ratio > 0 else math.ceil(rw / pw)
+        gy = sampling_ratio if sampling_ratio > 0 else int(grid(rh / ph))
+        gx = sampling_ratio if sampling_ratio > 0 else int(grid(rw / pw))
         ys = sy + (np.arange(ph)[:, None] + (np.arange(gy) + offset) / gy) * (rh / ph)   # (ph, gy)
         xs = sx + (np.arange(pw)[:, None] + (np.arange(gx) + offset) / gx) * (rw / pw)   # (pw, gx)
         if crop_divide_by_size:   # boxes normalised by H (not H - 1) for crop_and_resize
             ys, xs = ys * (height - 1) / height, xs * (width - 1) / width
         yy = np.broadcast_to(ys[:, :, None, None], (ph, gy, pw, gx))
         xx = np.broadcast_to(xs[None, None], (ph, gy, pw, gx))
-        vals = _read(fm, yy, xx, crop=crop_divide_by_size)                             # (ph, gy, pw, gx, C)
-        out[r] = vals.sum(axis=(1, 3)) / max(gy * gx, 1)
+        vals, ok = _read(fm, yy, xx, border)                                           # (ph, gy, pw, gx, C)
+        total = vals.sum(axis=(1, 3))
+        if mean == "all":
+            out[r] = total / max(gy * gx, 1)
+        elif mean == "valid":
+            out[r] = total / np.maximum(ok.sum(axis=(1, 3)), 1)[..., None]
+        else:
+            out[r] = total
     return out
 
 
@@ -142,6 +184,26 @@ def _align_corners(feature_map, rois, output_size, spatial_scale, sampling_ratio
 def _align_crop_by_size(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1):
     return _align(feature_map, rois, output_size, spatial_scale, sampling_ratio,
                   crop_divide_by_size=True)
+
+
+def _align_mean_of_valid(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1):
+    return _align(feature_map, rois, output_size, spatial_scale, sampling_ratio, mean="valid")
+
+
+def _align_sum(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1):
+    return _align(feature_map, rois, output_size, spatial_scale, sampling_ratio, mean="none")
+
+
+def _align_floor_grid(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1):
+    return _align(feature_map, rois, output_size, spatial_scale, sampling_ratio, grid=math.floor)
+
+
+def _align_clamp_all(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1):
+    return _align(feature_map, rois, output_size, spatial_scale, sampling_ratio, border="clamp")
+
+
+def _align_zero_padded(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1):
+    return _align(feature_map, rois, output_size, spatial_scale, sampling_ratio, border="zeros")
 
 
 # -- cases -------------------------------------------------------------------------------------
@@ -175,6 +237,10 @@ def _pool_edge_cases() -> list[Case]:
              {"output_size": (2, 2), "spatial_scale": 1 / 16},
              expected=np.array([[5.0, 7.0], [13.0, 15.0]])[None, ..., None],
              about="C's round: half away from zero, round(2.5) = 3 (Python/NumPy/TF round it to 2)"),
+        Case("4x4 map, [-0.3, 0.7, 2.7, 3.2]: round to nearest, not down, not toward 0",
+             (g, _boxes([-0.3, 0.7, 2.7, 3.2])), kw,
+             expected=np.array([[9.0, 11.0], [13.0, 15.0]])[None, ..., None],
+             about="rounded to cells x 0..3, y 1..3 (int() would give x 0..2, y 0..3; floor x -1..2, y 0..3)"),
         Case("4x4 map, [2, 2, 6, 6] partly outside: empty bins are 0", (g, _boxes([2, 2, 6, 6])), kw,
              expected=np.array([[15.0, 0.0], [0.0, 0.0]])[None, ..., None],
              about="width 5, bins [2, 5) -> clipped [2, 4), [4, 7) -> clipped empty -> 0"),
@@ -254,6 +320,9 @@ def _align_edge_cases() -> list[Case]:
         Case("sample at y = H reads row H-1: [0, 3, 2, 5], 1x1, ratio 2", (g, _boxes([0, 3, 2, 5])), one,
              expected=np.array([[[[12.5]]]]),
              about="y samples at 3 and 4 = H (kept, clamped to 3), x samples at 0 and 1"),
+        Case("samples off the map still count: [-3, 0, 3, 2], 1x1, ratio 2", (g, _boxes([-3, 0, 3, 2])), one,
+             expected=np.array([[[[1.5]]]]),
+             about="x samples at -2 (adds 0) and 1, y samples at 0 and 1: (0 + 0 + 1 + 5) / 4, not / 2"),
         Case("zero-size region, adaptive sampling: no samples, 0", (g, _boxes([1, 1, 1, 1])),
              {"output_size": (1, 1), "spatial_scale": 1.0, "sampling_ratio": 0},
              expected=np.array([[[[0.0]]]]),
@@ -346,10 +415,25 @@ ROI_POOL = register(Exercise(
                 "[floor(j * w / pw), ceil((j + 1) * w / pw)) so the bins together cover the region "
                 "(neighbours may share a pixel).",
                 wrong=_pool_floor_end),
+        Mistake("coordinates truncated",
+                "Your output matches truncating the scaled coordinates (int(), astype(int), np.trunc): "
+                "2.7 -> 2 and -0.5 -> 0. Round them half away from zero instead, "
+                "sign(v) * floor(|v| + 0.5): 2.7 -> 3, 2.5 -> 3, -0.5 -> -1.",
+                wrong=_pool_truncated),
+        Mistake("coordinates floored",
+                "Your output matches rounding the scaled coordinates down (np.floor, //): 2.7 -> 2. "
+                "Round them half away from zero instead, sign(v) * floor(|v| + 0.5): 2.7 -> 3, "
+                "-0.3 -> 0, -0.5 -> -1.",
+                wrong=_pool_floored),
+        Mistake("empty bins not 0",
+                "A bin clipped away to nothing (a region partly outside the map) must give 0; yours "
+                "gives -inf, the start of your running maximum: set the empty bins to 0.",
+                wrong=_pool_empty_inf),
     ),
     tf_static=("output_size",),
     benchmarks=_pool_benchmarks,
     n_hidden_random=30,
+    answer_calls=("torchvision.ops.roi_pool",),
 ))
 
 
@@ -385,10 +469,35 @@ ROI_ALIGN = register(Exercise(
                 "tf.image.crop_and_resize maps a normalised y to y * (H - 1): divide the sample "
                 "coordinates by H - 1 and W - 1.",
                 wrong=_align_crop_by_size),
+        Mistake("mean over the samples on the map only",
+                "You divided each bin's sum by the number of samples that fell on the map. Divide by "
+                "all of them, max(g_y * g_x, 1): a sample outside [-1, H] x [-1, W] adds 0 but still "
+                "counts.",
+                wrong=_align_mean_of_valid),
+        Mistake("sum instead of mean",
+                "Your outputs are the sums of each bin's samples: divide by the number of samples, "
+                "max(g_y * g_x, 1), to get their average.",
+                wrong=_align_sum),
+        Mistake("adaptive grid floored",
+                "With sampling_ratio <= 0 a bin has g_y = ceil(roi_h / ph) rows of samples (and "
+                "g_x = ceil(roi_w / pw) columns), rounded up; yours rounds down (floor, int()), so a "
+                "bin thinner than a cell gets no sample at all.",
+                wrong=_align_floor_grid),
+        Mistake("far samples clamped",
+                "A sample with y < -1 or y > H (x < -1 or x > W) contributes 0; you clamped it onto "
+                "the map. Test the range first, then clamp only the samples in [-1, H] x [-1, W].",
+                wrong=_align_clamp_all),
+        Mistake("border samples not clamped",
+                "A sample in [-1, 0) reads row 0 in full (one in (H - 1, H] reads row H - 1): clamp y "
+                "to [0, H - 1] and x to [0, W - 1] before interpolating. Yours fades out past the "
+                "border, as if the map were padded with zeros.",
+                wrong=_align_zero_padded),
     ),
     tf_static=("output_size", "sampling_ratio"),
     benchmarks=_align_benchmarks,
     baselines={"tf.image.crop_and_resize + max_pool": f"{REF}:crop_and_resize_pool_baseline",
                "tf.image.crop_and_resize + avg_pool": f"{REF}:roi_align_crop_and_resize"},
     n_hidden_random=30,
+    answer_calls=("tensorflow.image.crop_and_resize", "tensorflow.raw_ops.CropAndResize",
+                  "torchvision.ops.roi_align", "keras.ops.image.crop_images"),
 ))

@@ -57,12 +57,17 @@ def _priority(n: int, seed: int) -> np.ndarray:
 def _targets(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3, batch_size=256,
              positive_fraction=0.5, seed=0, *, strict=False, no_best=False, single_best=False,
              no_border=False, zero_best=False, best_all=False, all_deltas=False, reversed_encode=False,
-             no_sampling=False, index_order=False, no_topup=False):
+             no_sampling=False, index_order=False, no_topup=False, negative_inclusive=False,
+             negatives_last=False, touching_outside=False, shape_swapped=False, deltas_unsampled=False):
     a = np.asarray(anchors, np.float64).reshape(-1, 4)
     g = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
     H, W = float(image_shape[0]), float(image_shape[1])
+    if shape_swapped:
+        H, W = W, H
     n, m = len(a), len(g)
     inside = (a[:, 0] >= 0) & (a[:, 1] >= 0) & (a[:, 2] <= W) & (a[:, 3] <= H)
+    if touching_outside:
+        inside = (a[:, 0] > 0) & (a[:, 1] > 0) & (a[:, 2] < W) & (a[:, 3] < H)
     if no_border:
         inside = np.ones(n, bool)
     labels = np.full(n, -1, np.int64)
@@ -84,9 +89,13 @@ def _targets(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3,
                 if zero_best or best[j] > 0:
                     hit[int(np.argmax(cand[:, j])), j] = True
         is_best = hit.any(axis=1) & (not no_best)
-        labels[inside & (top < negative_iou)] = 0
+        below = top <= negative_iou if negative_inclusive else top < negative_iou
+        labels[inside & below] = 0
         above = top > positive_iou if strict else top >= positive_iou
         labels[inside & (above | is_best)] = 1
+        if negatives_last:
+            labels[inside & below] = 0
+    unsampled = np.flatnonzero(labels == 1)
     if not no_sampling:
         rank = np.arange(n) if index_order else _priority(n, seed)
         max_pos = int(batch_size * positive_fraction)
@@ -99,6 +108,8 @@ def _targets(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3,
         labels[neg[max(n_neg, 0):]] = -1
     deltas = np.zeros((n, 4))
     rows = np.arange(n) if (all_deltas and m) else np.flatnonzero(labels == 1)
+    if deltas_unsampled:
+        rows = unsampled
     if rows.size:
         deltas[rows] = (_encode(a[rows], g[matched[rows]]) if reversed_encode
                         else _encode(g[matched[rows]], a[rows]))
@@ -139,6 +150,14 @@ def _targets_edge_cases() -> list[Case]:
     gt_b = np.array([[0, 0, 8, 10], [22, 2, 30, 10], [42, 40, 47, 47]], float)
     deltas_b = np.array([[0, 0.125, 0, math.log(1.25)], [0, 0, 0, 0], [0, 0, 0, 0], [0.5, -0.25, 0, 0],
                          [0, 0, 0, 0]])
+    # C: an IoU of exactly negative_iou (30 / 100 is 0.3 exactly in float64)
+    anchors_c = np.array([[0, 0, 10, 4], [0, 0, 10, 10], [10, 10, 20, 20]], float)
+    gt_c = np.array([[0, 0, 10, 3]], float)
+    deltas_c = np.array([[0, -0.125, 0, math.log(0.75)], [0, 0, 0, 0], [0, 0, 0, 0]])
+    # D: a GT whose best anchor has an IoU below negative_iou
+    anchors_d = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
+    gt_d = np.array([[0, 0, 4, 4]], float)
+    deltas_d = np.array([[-0.3, -0.3, math.log(0.4), math.log(0.4)], [0, 0, 0, 0]])
     grid = _grid(4, 6, 16.0, [(16, 16), (32, 16), (16, 32)])          # 72 anchors, image (64, 96)
     gt_few = np.array([[40, 8, 72, 24]], float)
     gt_many = np.array([[0, 0, 48, 32], [50, 20, 94, 60], [20, 34, 52, 62]], float)
@@ -160,6 +179,12 @@ def _targets_edge_cases() -> list[Case]:
              about="at most 6 positives; fewer exist, so 12 - (positives) negatives"),
         Case("many positives: capped at batch_size * positive_fraction", (grid, gt_many, (64, 96)),
              {"batch_size": 8, "positive_fraction": 0.25, "seed": 7}),
+        Case("IoU exactly 0.3: ignored, not negative", (anchors_c, gt_c, (20, 20)),
+             expected=(np.array([1, -1, 0]), deltas_c),
+             about="anchor 1 has IoU 30/100 = 0.3 with the GT, not < 0.3; anchor 0 (IoU 0.75) is positive"),
+        Case("a GT's best anchor below negative_iou: positive wins", (anchors_d, gt_d, (40, 40)),
+             expected=(np.array([1, 0]), deltas_d),
+             about="anchor 0 is the small GT's best anchor at IoU 16/100 = 0.16 < 0.3: positive, not negative"),
         Case("no anchors", (np.zeros((0, 4)), gt_a, (64, 96)),
              expected=(np.zeros(0, np.int64), np.zeros((0, 4)))),
         Case("another seed", (grid, gt_many, (64, 96)), {"batch_size": 8, "positive_fraction": 0.25,
@@ -250,6 +275,26 @@ RPN_TARGETS = register(Exercise(
                 "When there are fewer positives than the cap, negatives fill the rest of the batch: "
                 "keep batch_size - (positives kept) negatives, not batch_size * (1 - positive_fraction).",
                 wrong=_switch(no_topup=True)),
+        Mistake("IoU equal to negative_iou counted negative",
+                "An anchor whose largest IoU equals negative_iou is not negative: the rule is "
+                "IoU < 0.3, not <= 0.3 (it stays ignored, -1, unless it is positive).",
+                wrong=_switch(negative_inclusive=True)),
+        Mistake("negatives labelled after positives",
+                "A GT's best anchor can have an IoU below negative_iou, and it must stay positive: "
+                "label the negatives first and the positives after (positive wins).",
+                wrong=_switch(negatives_last=True)),
+        Mistake("anchors touching the border ignored",
+                "An anchor that touches the image border (x1 = 0, y1 = 0, x2 = width or y2 = height) "
+                "is inside: it crosses the border only when x1 < 0, y1 < 0, x2 > width or "
+                "y2 > height.", wrong=_switch(touching_outside=True)),
+        Mistake("image_shape read as (width, height)",
+                "image_shape is (height, width), y first: an anchor is inside when x2 <= width = "
+                "image_shape[1] and y2 <= height = image_shape[0].",
+                wrong=_switch(shape_swapped=True)),
+        Mistake("deltas for positives dropped by the sampling",
+                "Your deltas fill the rows of every positive anchor, also those the sampling turned "
+                "to -1: compute the targets after the sampling, for the final label-1 anchors only.",
+                wrong=_switch(deltas_unsampled=True)),
     ),
     tf_static=("image_shape", "positive_iou", "negative_iou", "batch_size", "positive_fraction", "seed"),
 ))
@@ -258,7 +303,7 @@ RPN_TARGETS = register(Exercise(
 # ============================================================================================
 # rpn_proposals
 # ============================================================================================
-def _wrong_nms(boxes, scores, thr, order):
+def _wrong_nms(boxes, scores, thr, order, inclusive=False):
     kept = []
     rest = list(order)
     while rest:
@@ -266,13 +311,14 @@ def _wrong_nms(boxes, scores, thr, order):
         kept.append(i)
         if rest:
             ious = _iou(boxes[i:i + 1], boxes[rest])[0]
-            rest = [r for r, v in zip(rest, ious) if v <= thr]
+            rest = [r for r, v in zip(rest, ious) if (v < thr if inclusive else v <= thr)]
     return kept
 
 
 def _proposals(anchors, objectness, deltas, image_shape, pre_nms_top_n=6000, post_nms_top_n=300,
                nms_threshold=0.7, min_size=0, *, no_clip=False, clip_swapped=False, keep_small=False,
-               size_before_clip=False, unstable=False, no_post=False, nms_first=False, sigmoid=False):
+               size_before_clip=False, unstable=False, no_post=False, nms_first=False, sigmoid=False,
+               clip_minus_one=False, size_strict=False, top_n_first=False, nms_inclusive=False):
     a = np.asarray(anchors, np.float64).reshape(-1, 4)
     d = np.asarray(deltas, np.float64).reshape(-1, 4)
     s = np.asarray(objectness, np.float64).reshape(-1)
@@ -284,12 +330,19 @@ def _proposals(anchors, objectness, deltas, image_shape, pre_nms_top_n=6000, pos
     boxes = raw.copy()
     if not no_clip:
         xmax, ymax = (H, W) if clip_swapped else (W, H)
+        if clip_minus_one:
+            xmax, ymax = xmax - 1, ymax - 1
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, xmax)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, ymax)
     sized = raw if size_before_clip else boxes
+    bw, bh = sized[:, 2] - sized[:, 0], sized[:, 3] - sized[:, 1]
     big = np.ones(len(a), bool) if keep_small else (
-        (sized[:, 2] - sized[:, 0] >= min_size) & (sized[:, 3] - sized[:, 1] >= min_size))
-    idx = np.flatnonzero(big)
+        (bw > min_size) & (bh > min_size) if size_strict else (bw >= min_size) & (bh >= min_size))
+    if top_n_first:                         # the best pre_nms_top_n of all, then the small ones dropped
+        best = np.argsort(-s, kind="stable")[:pre_nms_top_n]
+        idx = np.sort(best[big[best]])
+    else:
+        idx = np.flatnonzero(big)
     if unstable:
         order = idx[np.argsort(s[idx], kind="stable")[::-1]]
     else:
@@ -297,7 +350,7 @@ def _proposals(anchors, objectness, deltas, image_shape, pre_nms_top_n=6000, pos
     if nms_first:
         final = _wrong_nms(boxes, s, nms_threshold, order)[:pre_nms_top_n]
     else:
-        final = _wrong_nms(boxes, s, nms_threshold, order[:pre_nms_top_n])
+        final = _wrong_nms(boxes, s, nms_threshold, order[:pre_nms_top_n], nms_inclusive)
     if not no_post:
         final = final[:post_nms_top_n]
     final = np.asarray(final, np.int64)
@@ -342,6 +395,21 @@ def _proposals_edge_cases() -> list[Case]:
              {"pre_nms_top_n": 3, "post_nms_top_n": 10, "min_size": 0},
              expected=(np.array([[30, 10, 34, 12], [0, 0, 20, 20]], float), np.array([0.95, 0.9])),
              about="the best 3 are 3, 0, 1; NMS drops 1; nothing refills"),
+        Case("pre_nms_top_n 3 after dropping small boxes", (anchors, scores, deltas, shape),
+             {"pre_nms_top_n": 3, "post_nms_top_n": 10, "min_size": 3},
+             expected=(np.array([[0, 0, 20, 20], [50, 30, 60, 40]], float), np.array([0.9, 0.7])),
+             about="3 and 6 are too small and go first; the best 3 of the rest are 0, 1, 2; NMS drops 1"),
+        Case("min_size 2: a box exactly 2 wide is kept",
+             (np.array([[0, 0, 2, 10], [5, 5, 6, 15]], float), np.array([0.5, 0.6]), np.zeros((2, 4)), (20, 20)),
+             {"min_size": 2}, expected=(np.array([[0, 0, 2, 10]], float), np.array([0.5])),
+             about="width 2 is not < 2 (kept); width 1 is (dropped)"),
+        Case("IoU exactly the NMS threshold: kept",
+             (np.array([[0, 0, 20, 10], [0, 0, 10, 10], [30, 0, 40, 10]], float), np.array([0.9, 0.8, 0.7]),
+              np.zeros((3, 4)), (20, 50)),
+             {"nms_threshold": 0.5},
+             expected=(np.array([[0, 0, 20, 10], [0, 0, 10, 10], [30, 0, 40, 10]], float),
+                       np.array([0.9, 0.8, 0.7])),
+             about="boxes 0 and 1 overlap at IoU 100 / 200 = 0.5, not > 0.5: both stay"),
         Case("post_nms_top_n 2", (anchors, scores, deltas, shape),
              {"pre_nms_top_n": 10, "post_nms_top_n": 2, "min_size": 3},
              expected=(np.array([[0, 0, 20, 20], [50, 30, 60, 40]], float), np.array([0.9, 0.7]))),
@@ -421,6 +489,21 @@ RPN_PROPOSALS = register(Exercise(
         Mistake("scores transformed",
                 "Return the objectness values as given (logits stay logits): sorting by logit or by "
                 "probability gives the same order.", wrong=_pswitch(sigmoid=True)),
+        Mistake("clipped to width - 1",
+                "Clip x to [0, width] and y to [0, height]: coordinates are continuous, so a box may "
+                "end at the image's right edge, x2 = width (not width - 1, the last pixel's index).",
+                wrong=_pswitch(clip_minus_one=True)),
+        Mistake("min_size compared with >",
+                "Drop a box only when its width or height is < min_size: a box exactly min_size wide "
+                "stays (keep width >= min_size, not > min_size).", wrong=_pswitch(size_strict=True)),
+        Mistake("top-N before dropping small boxes",
+                "Drop the small boxes first, then keep the pre_nms_top_n best scores among the rest: "
+                "your top-N was taken before, so the small boxes in it took the places of others.",
+                wrong=_pswitch(top_n_first=True)),
+        Mistake("NMS suppresses IoU equal to the threshold",
+                "NMS suppresses a box when its IoU with a kept box is > nms_threshold; a box at exactly "
+                "the threshold stays (suppress IoU > threshold, not >=).",
+                wrong=_pswitch(nms_inclusive=True)),
     ),
     tf_static=("image_shape", "pre_nms_top_n", "post_nms_top_n", "nms_threshold", "min_size"),
     benchmarks=_proposals_benchmarks,

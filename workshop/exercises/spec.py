@@ -72,6 +72,8 @@ class Output:
     ordered: False compares as a set (sorted before comparing), e.g. indices in any order.
     rtol/atol: the tolerance for learners and the grader: a correct float32 answer passes.
     strict_atol: the tolerance the reference tiers must meet among themselves (tests).
+    tf_dtype: the TF tier's dtype for this output; default: the dtype of the case's first
+      floating-point array for floats (float64 in, float64 out), int64 for ints, bool for bools.
     """
 
     name: str = "output"
@@ -80,6 +82,7 @@ class Output:
     atol: float = 1e-3
     strict_atol: float = 1e-6
     ordered: bool = True
+    tf_dtype: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,13 @@ class Exercise:
     answer_calls: tuple[str, ...] = ()
     library_tiers: tuple[str, ...] = ()
     no_loops_over: tuple[str, ...] = ()
+
+    def tf_dtypes(self, case: Case) -> list[str]:
+        """The dtypes the TF tier documents for ``case``'s outputs (see :class:`Output`)."""
+        floats = [a.dtype.name for a in [*case.args, *case.kwargs.values()]
+                  if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        default = {"float": floats[0] if floats else "float64", "int": "int64", "bool": "bool"}
+        return [o.tf_dtype or default[o.kind] for o in self.outputs]
 
     def answer_calls_for(self, tier: str | None) -> tuple[str, ...]:
         """The library answers ``tier`` may not use."""

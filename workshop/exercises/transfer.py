@@ -136,7 +136,7 @@ register(Exercise(
            "tf": f"{REF}:nearest_neighbours_tf"},
     edge_cases=_edge_cases,
     random_case=_random_case,
-    outputs=(Output("indices", "int"),),
+    outputs=(Output("indices", "int", tf_dtype="int32"),),   # as tf.math.top_k
     mistakes=(
         Mistake("Euclidean distance instead of cosine similarity",
                 "Your neighbours are the closest points (Euclidean distance): rank by cosine "

@@ -17,7 +17,9 @@ SIGNATURE = "conv2d_transpose(x, kernel, strides=1, padding='VALID', output_shap
 
 # -- a small, switchable scatter-add for the wrong implementations ----------------------------
 def _scatter(x, kernel, strides=1, padding="VALID", output_shape=None, *, flip=False,
-             same_top_ceil=False, stride_on_kernel=False, extra=0, swap_channels=False):
+             same_top_ceil=False, stride_on_kernel=False, extra=0, swap_channels=False,
+             valid_stamp_size=False, same_crop_end=False, ignore_output_shape=False,
+             trailing_zeros=False):
     x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
     if swap_channels:
         kernel = kernel.transpose(0, 1, 3, 2)
@@ -31,8 +33,13 @@ def _scatter(x, kernel, strides=1, padding="VALID", output_shape=None, *, flip=F
         raise ValueError("channel mismatch")
     sh, sw = (strides, strides) if np.isscalar(strides) else tuple(strides)
     pad = padding.upper()
-    if output_shape is None:
-        if pad == "VALID":
+    # trailing_zeros: s - 1 zeros inserted after the last pixel too, a "full" of H*s + k - 1 rows
+    stamp_h = h * sh + kh - 1 if trailing_zeros else (h - 1) * sh + kh
+    stamp_w = w * sw + kw - 1 if trailing_zeros else (w - 1) * sw + kw
+    if output_shape is None or ignore_output_shape:
+        if pad == "VALID" and (valid_stamp_size or trailing_zeros):
+            out_h, out_w = stamp_h, stamp_w
+        elif pad == "VALID":
             out_h = h * sh + max(kh - sh, 0) + extra * (sh - 1)
             out_w = w * sw + max(kw - sw, 0) + extra * (sw - 1)
         else:
@@ -41,13 +48,13 @@ def _scatter(x, kernel, strides=1, padding="VALID", output_shape=None, *, flip=F
         shape = [int(v) for v in output_shape]
         out_h, out_w = shape[-2:] if len(shape) == 2 else shape[-3:-1]
 
-    def crop(size, k, s, n):
-        if pad == "VALID":
+    def crop(stamp, n):
+        if pad == "VALID" or same_crop_end:
             return 0
-        total = max((size - 1) * s + k - n, 0)
+        total = max(stamp - n, 0)
         return -(-total // 2) if same_top_ceil else total // 2
 
-    top, left = crop(h, kh, sh, out_h), crop(w, kw, sw, out_w)
+    top, left = crop(stamp_h, out_h), crop(stamp_w, out_w)
     # where tap (a, b) of pixel (i, j) lands
     step_i, step_a = (1, sh) if stride_on_kernel else (sh, 1)
     step_j, step_b = (1, sw) if stride_on_kernel else (sw, 1)
@@ -80,6 +87,22 @@ def _size_off(x, kernel, strides=1, padding="VALID", output_shape=None):
 
 def _swapped_channels(x, kernel, strides=1, padding="VALID", output_shape=None):
     return _scatter(x, kernel, strides, padding, output_shape, swap_channels=True)
+
+
+def _valid_stamp_size(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, valid_stamp_size=True)
+
+
+def _same_crop_end(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, same_crop_end=True)
+
+
+def _ignore_output_shape(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, ignore_output_shape=True)
+
+
+def _trailing_zeros(x, kernel, strides=1, padding="VALID", output_shape=None):
+    return _scatter(x, kernel, strides, padding, output_shape, trailing_zeros=True)
 
 
 # -- cases ---------------------------------------------------------------------------------------
@@ -124,7 +147,8 @@ def _edge_cases() -> list[Case]:
         Case("SAME, output_shape between the extremes", (xb, kb),
              {"strides": 3, "padding": "SAME", "output_shape": (5, 8)}, public=False),
         Case("VALID, full output_shape given", (xb, kb),
-             {"strides": 2, "padding": "VALID", "output_shape": (2, 5, 7, 2)}, public=False),
+             {"strides": 2, "padding": "VALID", "output_shape": (2, 5, 7, 2)},
+             about="output_shape may be the full (B, Ho, Wo, C_out) shape: Ho = 5, Wo = 7"),
     ]
 
 
@@ -186,8 +210,28 @@ CONV2D_TRANSPOSE = register(Exercise(
         Mistake("kernel channels swapped",
                 "You read the kernel as (kh, kw, C_in, C_out); TensorFlow's transposed-convolution kernel is "
                 "(kh, kw, C_out, C_in): out[..., o] += x[..., c] * kernel[a, b, o, c].", wrong=_swapped_channels),
+        Mistake("VALID size (H-1)*s + k for a small kernel",
+                "With VALID and no output_shape the size is Keras' H*s + max(k - s, 0): for a kernel "
+                "smaller than the stride that is H*s (the last s - k rows and columns are zeros), "
+                "not (H-1)*s + k.", wrong=_valid_stamp_size),
+        Mistake("SAME cropped at the end only",
+                "With SAME, crop P // 2 rows at the top (columns at the left) and the rest at the "
+                "bottom (right), P = (H-1)*s + k - Ho; you cropped them all at the bottom/right.",
+                wrong=_same_crop_end),
+        Mistake("output_shape ignored",
+                "Use output_shape when it is given, as (Ho, Wo) or as the full output shape (then Ho "
+                "and Wo are its 3rd and 2nd values from the end); the default size is for "
+                "output_shape=None only.", wrong=_ignore_output_shape),
+        Mistake("zeros after the last pixel",
+                "Your zero insertion also puts s - 1 zeros after the last input pixel, so your full "
+                "result has H*s + k - 1 rows where the stamps cover (H-1)*s + k: the VALID default size "
+                "and SAME's crop P come out too large. Insert zeros only between the pixels.",
+                wrong=_trailing_zeros),
     ),
     tf_static=("strides", "padding", "output_shape"),
     benchmarks=_benchmarks,
     baselines={"tf.nn.conv2d_transpose": f"{REF}:conv2d_transpose_builtin"},
+    answer_calls=("tensorflow.nn.conv2d_transpose", "tensorflow.nn.conv_transpose",
+                  "tensorflow.raw_ops.Conv2DBackpropInput", "keras.layers.Conv2DTranspose",
+                  "keras.ops.conv_transpose", "torch.nn.functional.conv_transpose2d"),
 ))
