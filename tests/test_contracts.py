@@ -200,3 +200,18 @@ def test_the_grader_enforces_the_contracts(tmp_path):
     assert "returns a list" in rec["test_nms_numpy"]["verdict"]["report"]
     assert rec["test_nms_tf"]["status"] == "contract", rec["test_nms_tf"]
     assert "non_max_suppression" in rec["test_nms_tf"]["message"]
+
+
+@pytest.mark.parametrize("src, names, loops", [
+    ("def f(x, k):\n    H = x.shape[0]\n    for i in range(H):\n        pass\n", ["x"], 1),
+    ("def f(x, k):\n    kh = k.shape[0]\n    for i in range(kh):\n        pass\n", ["x"], 0),
+    ("def f(x, k):\n    for s, t in ((x.shape[0], 1), (x.shape[1], 2)):\n        pass\n", ["x"], 0),
+    ("def f(a, g):\n    m = iou(a, g)\n    for j in range(m.shape[1]):\n        pass\n", ["a"], 0),
+    ("def f(a, g):\n    b = np.asarray(a).reshape(-1, 4)\n    n = len(b)\n"
+     "    return [b[i] for i in range(n)]\n", ["a"], 1),
+    ("def f(a, g):\n    for i, row in enumerate(a):\n        pass\n", ["a"], 1),
+])
+def test_loops_over_the_data_are_told_from_other_loops(src, names, loops):
+    from workshop.grading.contracts import loops_over
+
+    assert len(loops_over(src, "f", names)) == loops

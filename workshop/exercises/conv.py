@@ -264,6 +264,7 @@ register(Exercise(
                   "scipy.signal.correlate2d", "scipy.signal.convolve2d", "scipy.signal.correlate",
                   "scipy.ndimage.correlate", "cv2.filter2D", "torch.nn.functional.conv2d"),
     library_tiers=("tf",),   # the TF tier's lesson: tf.nn.conv2d's batch axis and strides
+    no_loops_over=("x",),   # the numpy tier: no Python loop over pixels
 ))
 
 register(Exercise(

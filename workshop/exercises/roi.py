@@ -500,4 +500,5 @@ ROI_ALIGN = register(Exercise(
     n_hidden_random=30,
     answer_calls=("tensorflow.image.crop_and_resize", "tensorflow.raw_ops.CropAndResize",
                   "torchvision.ops.roi_align", "keras.ops.image.crop_images"),
+    no_loops_over=("feature_map",),   # the numpy tier: no loop over pixels
 ))

@@ -297,6 +297,7 @@ RPN_TARGETS = register(Exercise(
                 wrong=_switch(deltas_unsampled=True)),
     ),
     tf_static=("image_shape", "positive_iou", "negative_iou", "batch_size", "positive_fraction", "seed"),
+    no_loops_over=("anchors",),   # the numpy tier: no Python loop over anchors
 ))
 
 

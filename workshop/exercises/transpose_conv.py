@@ -234,4 +234,5 @@ CONV2D_TRANSPOSE = register(Exercise(
     answer_calls=("tensorflow.nn.conv2d_transpose", "tensorflow.nn.conv_transpose",
                   "tensorflow.raw_ops.Conv2DBackpropInput", "keras.layers.Conv2DTranspose",
                   "keras.ops.conv_transpose", "torch.nn.functional.conv_transpose2d"),
+    no_loops_over=("x",),   # the numpy tier: one slice-add per kernel tap, no loop over pixels
 ))

@@ -96,10 +96,54 @@ def answer_references(sources: list[str], imports: list[str], answer_calls: Iter
     return list(dict.fromkeys(found))
 
 
+SHAPE_CALLS = {"len", "asarray", "array", "asanyarray", "ascontiguousarray", "float64",
+               "float32", "int", "float", "convert_to_tensor", "shape", "size", "cast",
+               "reshape", "atleast_2d", "copy"}
+
+
+def _derived(node: ast.AST, names: set[str]) -> bool:
+    """``node`` is one of ``names``, a view or conversion of it, its size, or arithmetic on
+    those (not the result of another computation on it, e.g. an IoU matrix)."""
+    if isinstance(node, ast.Name):
+        return node.id in names
+    if isinstance(node, (ast.Subscript, ast.Attribute, ast.Starred)):
+        return _derived(node.value, names)
+    if isinstance(node, ast.Call):
+        fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
+            node.func, "id", "")
+        if isinstance(node.func, ast.Attribute) and _derived(node.func.value, names):
+            return True   # x.reshape(...), x.astype(...)
+        return fname in SHAPE_CALLS and bool(node.args) and _derived(node.args[0], names)
+    if isinstance(node, ast.BinOp):
+        return _derived(node.left, names) or _derived(node.right, names)
+    if isinstance(node, ast.UnaryOp):
+        return _derived(node.operand, names)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return any(_derived(e, names) for e in node.elts)
+    return False
+
+
+def _iterates(node: ast.AST, names: set[str]) -> bool:
+    """A loop's iterable that walks over ``names`` (directly, ``range(len(x))``,
+    ``range(n)`` with ``n`` a size of ``x``, ``enumerate(x)``, ``zip(x, ...)``). A literal
+    tuple or list (``for size, k in ((H, kh), (W, kw))``) is a fixed handful, not the data."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return False
+    if _derived(node, names):
+        return True
+    if isinstance(node, ast.Call):
+        fname = getattr(node.func, "id", getattr(node.func, "attr", ""))
+        if fname in ("range", "enumerate", "zip", "reversed", "sorted", "ndindex", "ndenumerate"):
+            return any(_derived(a, names) for a in node.args)
+    return False
+
+
 def loops_over(source: str, function: str, names: Iterable[str]) -> list[str]:
-    """Python loops in ``function`` (defined in ``source``) that iterate over one of the
-    arguments ``names`` (directly, by ``range(len(x))``/``enumerate(x)``/``zip``, or through a
-    variable computed from it), as ``"for ... in ... (line N)"``."""
+    """Python loops in ``function`` (defined in ``source``) that walk over one of the arguments
+    ``names``: over the argument itself, its rows, or a size taken from it
+    (``for i in range(len(boxes))``, ``for y in range(H)`` with ``H = x.shape[0]``), as
+    ``"a loop over ... (line N)"``. Loops over other things (kernel taps, ground truths, an IoU
+    matrix's columns) are allowed."""
     names = set(names)
     if not names:
         return []
@@ -112,15 +156,15 @@ def loops_over(source: str, function: str, names: Iterable[str]) -> list[str]:
     if fn is None:
         return []
     tainted = set(names)
-    for _ in range(3):   # names computed from the arguments (n = len(boxes), b = boxes[:, :2])
+    for _ in range(4):   # views and sizes of the arguments (a = np.asarray(boxes); n = len(a))
         for node in ast.walk(fn):
-            if isinstance(node, ast.Assign) and _mentions(node.value, tainted):
+            if isinstance(node, ast.Assign) and _derived(node.value, tainted):
                 for t in node.targets:
                     tainted |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
     found = []
     for node in ast.walk(fn):
         if isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
-            if _mentions(node.iter, tainted):
+            if _iterates(node.iter, tainted):
                 line = getattr(node, "lineno", getattr(node.iter, "lineno", "?"))
                 found.append(f"a loop over {_short(node.iter)} (line {line})")
         elif isinstance(node, ast.While) and _mentions(node.test, tainted):
