@@ -13,6 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 REQ_HASH := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha256(open('requirements.txt','rb').read()+open('pyproject.toml','rb').read()).hexdigest()[:16])")
 STAMP    := $(VENV)/.installed-$(REQ_HASH)
 BENCH_STAMP := $(VENV)/.bench-installed
+DEPLOY_STAMP := $(VENV)/.deploy-installed-$(shell $(PYTHON) -c "import hashlib;print(hashlib.sha256(open('requirements-deploy.txt','rb').read()).hexdigest()[:16])")
 
 .PHONY: help setup system-deps checkpoint lab test test-fast bench release grade course-report lint clean
 
@@ -58,10 +59,16 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(BIN)/python -m pip install -r requirements-bench.txt
 	@touch $@
 
-test: checkpoint $(BENCH_STAMP) system-deps
+# serving a class (deploy/): the hub and what tests it in a browser
+$(DEPLOY_STAMP): requirements-deploy.txt $(STAMP)
+	$(BIN)/python -m pip install -r requirements-deploy.txt
+	@rm -f $(VENV)/.deploy-installed-*
+	@touch $@
+
+test: checkpoint $(BENCH_STAMP) $(DEPLOY_STAMP) system-deps
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
-test-fast: $(BENCH_STAMP) system-deps
+test-fast: $(BENCH_STAMP) $(DEPLOY_STAMP) system-deps
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup -m "not slow"
 
 bench: $(BENCH_STAMP)
