@@ -8,6 +8,7 @@ nms (numpy, 3 points; it calls the learner's own iou_numpy) and iou (loops, 1 po
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -155,7 +156,7 @@ def test_feedback_reveals_no_hidden_cases(graded):
     assert "(hidden)" in sneaky and "public checks passed" not in sneaky
     assert "5000" not in sneaky  # the far-from-the-origin inputs, outputs
     partly = _feedback(out, "partly_solved")
-    assert "Total: 2 / 6 points" in partly and "/30 checks passed" in partly
+    assert "Total: 2 / 6 points" in partly and re.search(r"\d+/\d+ checks passed", partly)
     html = (out / "feedback" / "partly_solved" / "ps1.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "2 / 6" in html
 

@@ -94,3 +94,50 @@ def test_image_grid():
         vis.image_grid(images, titles=["a"])
     with pytest.raises(ValueError, match="at least one"):
         vis.image_grid([])
+
+
+def test_numbers_in_titles_have_significant_digits():
+    aligned = np.array([[1.9, 2.9], [6.5, 7.5]], np.float32)       # 1.899999976158142 as a Python float
+    assert vis.format_numbers(aligned) == "[[1.9, 2.9], [6.5, 7.5]]"
+    assert vis.format_numbers(np.float32(0.1)) == "0.1"
+    assert vis.format_numbers(np.array([5.0, 13.0], np.float32)) == "[5, 13]"
+    assert vis.format_numbers([np.int64(3), 0.000123456, 12345.6]) == "[3, 0.000123, 1.23e+04]"
+    fig = vis.image_grid(np.zeros((2, 8, 8, 3), np.uint8), titles=[np.float32(0.7), "b"])
+    assert [ax.get_title() for ax in fig.axes] == ["0.7", "b"]
+
+
+def _legend_texts(legend):
+    return [t.get_text() for t in legend.get_texts()]
+
+
+def test_draw_detections_has_a_legend_for_ground_truth_and_detections():
+    scene = make_scene(3, image_size=64, min_objects=2, max_objects=2, max_size=30)
+    scores = np.array([0.9, 0.3], np.float32)
+    ax = vis.draw_detections(scene.image, scene.boxes, scene.boxes + 1, classes=scene.classes, scores=scores,
+                             class_names=CLASS_NAMES, score_threshold=0.5)
+    assert _legend_texts(ax.get_legend()) == ["ground truth", "detections"]
+    rects = _rects(ax)
+    assert len(rects) == 2 + 1                                  # both objects, the detection above 0.5
+    assert rects[0].get_edgecolor()[:3] == (1.0, 1.0, 1.0)      # ground truth in white
+    assert [t.get_text() for t in ax.texts] == [f"{CLASS_NAMES[scene.classes[0]]} 0.90"]
+    ax = vis.draw_detections(scene.image, scene.boxes, scene.boxes, color="tab:red", label="shifted",
+                             gt_label="objects")
+    assert _legend_texts(ax.get_legend()) == ["objects", "shifted"]
+    ax.figure.canvas.draw()
+    assert vis.draw_detections(scene.image, scene.boxes, scene.boxes, legend=False).get_legend() is None
+
+
+def test_detection_grid_draws_every_scene_and_one_legend():
+    scenes = [make_scene(s, image_size=48, min_objects=1, max_objects=2, max_size=24) for s in range(3)]
+    dets = [{"boxes": s.boxes, "classes": s.classes, "scores": np.full(len(s.boxes), 0.8, np.float32)}
+            for s in scenes]
+    fig = vis.detection_grid([s.image for s in scenes], [s.boxes for s in scenes], dets, class_names=CLASS_NAMES,
+                             score_threshold=0.5, titles=["a", "b", "c"], ncols=2)
+    assert len(fig.legends) == 1
+    assert _legend_texts(fig.legends[0]) == ["ground truth", "detections scored >= 0.5"]
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in shown] == ["a", "b", "c"]
+    assert [len(_rects(ax)) for ax in shown] == [2 * len(s.boxes) for s in scenes]
+    fig.canvas.draw()
+    with pytest.raises(ValueError, match="as many"):
+        vis.detection_grid([scenes[0].image], [scenes[0].boxes], [])

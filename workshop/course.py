@@ -1,6 +1,7 @@
 """Helpers for the notebooks' non-graded cells: run the learner's function where it exists and
 the reference where it does not (so a learner notebook runs top to bottom before any exercise is
-done), and time a learner's tiers against each other and against the reference.
+done), say truthfully which one ran, time a learner's tiers against each other and against the
+reference, and import TensorFlow without its start-up log lines.
 
 These helpers reach the reference implementations; they are for demonstration cells only,
 never for solution cells (the grader gives no points to a solution that uses them).
@@ -8,6 +9,11 @@ never for solution cells (the grader gives no points to a solution that uses the
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
+import os
+import sys
 import time
 from typing import Callable
 
@@ -27,8 +33,52 @@ def is_implemented(fn: Callable, *args, **kwargs) -> bool:
     return True
 
 
+class Reference:
+    """The registry's reference for an exercise, standing in for a learner's function that is not
+    written yet: what :func:`mine_or_reference` returns then. It calls the reference, and
+    :func:`whose` reads it as "the reference" so that the cells never call it "yours"."""
+
+    def __init__(self, fn: Callable, exercise: str, tier: str):
+        functools.update_wrapper(self, fn, updated=())   # __name__, __doc__, __wrapped__ (signature)
+        self.reference = fn
+        self.exercise = exercise
+        self.tier = tier
+
+    def __call__(self, *args, **kwargs):
+        return self.reference(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<the reference {self.exercise} ({self.tier} tier)>"
+
+
+def is_reference(fn) -> bool:
+    """True for the stand-in :func:`mine_or_reference` returns (also inside ``tf.function`` or
+    ``functools.wraps`` wrappers)."""
+    for _ in range(8):
+        if isinstance(fn, Reference):
+            return True
+        inner = getattr(fn, "python_function", None) or getattr(fn, "__wrapped__", None)
+        if inner is None or inner is fn:
+            return False
+        fn = inner
+    return False
+
+
+def whose(fn, standalone: bool = False) -> str:
+    """Who wrote ``fn``, for the words a demonstration prints: ``"your"`` for the learner's
+    function, ``"the reference"`` for the stand-in :func:`mine_or_reference` returned.
+
+    ``standalone=True`` gives the word that stands alone (a table's column): ``"yours"`` or
+    ``"reference"``.
+    """
+    if standalone:
+        return "reference" if is_reference(fn) else "yours"
+    return "the reference" if is_reference(fn) else "your"
+
+
 def mine_or_reference(fn: Callable, exercise: str, tier: str = "numpy", probe: tuple = ()) -> Callable:
-    """``fn`` if the learner has implemented it, else the registry's reference for ``exercise``.
+    """``fn`` if the learner has implemented it, else the registry's reference for ``exercise``
+    as a :class:`Reference` (use :func:`whose` to print who wrote what runs).
 
     ``probe`` is an argument tuple to try ``fn`` on (default: the exercise's first public case).
     Prints which one the following cells use.
@@ -47,7 +97,72 @@ def mine_or_reference(fn: Callable, exercise: str, tier: str = "numpy", probe: t
         return fn
     print(f"{getattr(fn, '__name__', exercise)}: {NOT_IMPLEMENTED}; the cells below use the reference "
           f"{exercise} ({tier} tier) instead")
-    return ex.tier(tier)
+    return Reference(ex.tier(tier), exercise, tier)
+
+
+# -- TensorFlow, quietly -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """File descriptor 2 to /dev/null for a while: C++ libraries write their log lines there
+    directly, past ``sys.stderr``. Restored however the block ends."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:                          # no file descriptor 2 at all: nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow():
+    """``import tensorflow``, without the log lines TensorFlow writes while it starts.
+
+    Importing TensorFlow 2.21 writes a block of informational lines to file descriptor 2 (oneDNN,
+    CUDA drivers, CPU instructions), and its first look at the devices one more ("failed call to
+    cuInit", on a machine without a GPU). None of them is an error, but a notebook shows them
+    in red. They come from C++ before its logging is configured, so ``TF_CPP_MIN_LOG_LEVEL``
+    alone does not stop them; this imports TensorFlow and lists its devices with file
+    descriptor 2 sent to /dev/null, then puts it back. It also sets ``TF_CPP_MIN_LOG_LEVEL=3``
+    and ``TF_ENABLE_ONEDNN_OPTS=0`` (the same kernels on every CPU) unless they are set already.
+
+    Returns the ``tensorflow`` module; a later ``import tensorflow as tf`` gets the same module.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    with stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()     # the CUDA probe, and its log line, happen here
+    return tf
+
+
+# -- speed tables ------------------------------------------------------------------------------
+
+def significant(x: float, digits: int = 3) -> str:
+    """``x`` with ``digits`` significant digits: 0.00412, 12.3, 1.23e+03."""
+    return f"{float(x):.{digits}g}"
+
+
+def duration(seconds: float, digits: int = 3) -> str:
+    """A time with ``digits`` significant digits in a readable unit: 41.2 µs, 3.5 ms, 1.23 s."""
+    s = float(f"{float(seconds):.{digits}g}")       # round first: 0.99996 s is "1 s", not "1e+03 ms"
+    if s == 0 or not math.isfinite(s):
+        return f"{s:g} s"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if abs(s) >= scale:
+            return f"{significant(s / scale, digits)} {unit}"
+    return f"{significant(s / 1e-9, digits)} ns"
 
 
 def _median_seconds(fn: Callable, args: tuple, kwargs: dict, repeat: int, budget: float) -> float:
@@ -66,7 +181,8 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
                 repeat: int = 5, budget: float = 5.0, reference_tiers=("numpy",), as_tensors=()) -> list[dict]:
     """Time each of ``functions`` (e.g. ``{"your loops": iou_loops, "your numpy": iou_numpy}``)
     and the reference tiers on the same inputs; print the median times and the speedups over
-    the first function and over the reference. Unimplemented functions are skipped.
+    the first function and over the reference, each with 3 significant digits (a speedup below
+    1 is a slowdown: 0.0025x is 400 times slower). Unimplemented functions are skipped.
 
     ``as_tensors`` names entries of ``functions`` that take TF tensors (they get the array
     arguments as ``tf.constant``). Returns the table as a list of dicts.
@@ -103,13 +219,17 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
     ref = next((r["seconds"] for r in rows if r["implementation"].startswith("reference")
                 and r["seconds"] is not None), None)
     first = timed[0]["implementation"] if timed else ""
-    print(f"{'implementation':<22}{'median time':>14}  {'vs ' + first:>20}{'vs reference':>16}")
+    name_width = max([22] + [len(r["implementation"]) + 2 for r in rows])
+    ratio_width = max(12, len(first) + 5)
+    print(f"{'implementation':<{name_width}}{'median time':>12}  {'vs ' + first:>{ratio_width}}"
+          f"{'vs reference':>16}")
     for r in rows:
         if r["seconds"] is None:
-            print(f"{r['implementation']:<22}{r['note']:>14}")
+            print(f"{r['implementation']:<{name_width}}{r['note']:>12}")
             continue
-        r["speedup"] = base / r["seconds"]
-        r["vs_reference"] = ref / r["seconds"] if ref else None
-        vs_ref = f"{r['vs_reference']:.2f}x" if r["vs_reference"] else "-"
-        print(f"{r['implementation']:<22}{r['seconds'] * 1e3:>11.2f} ms  {r['speedup']:>19.1f}x{vs_ref:>16}")
+        r["speedup"] = base / r["seconds"] if r["seconds"] > 0 else math.inf
+        r["vs_reference"] = (ref / r["seconds"] if r["seconds"] > 0 else math.inf) if ref else None
+        vs_ref = f"{significant(r['vs_reference'])}x" if r["vs_reference"] else "-"
+        print(f"{r['implementation']:<{name_width}}{duration(r['seconds']):>12}  "
+              f"{significant(r['speedup']) + 'x':>{ratio_width}}{vs_ref:>16}")
     return rows

@@ -74,20 +74,20 @@ IOU_LOOPS = """\
 SOLUTIONS = {("iou", "numpy"): IOU_NUMPY, ("nms", "numpy"): NMS_NUMPY, ("iou", "loops"): IOU_LOOPS}
 STUB = "    raise NotImplementedError()"
 
-# correct, written differently from the reference: loops in the numpy tier, float32, lists
+# correct, written differently from the reference: float32, other broadcasting, lists where the
+# loops tier may return them
 DIFFERENT = {
     ("iou", "numpy"): """\
-    result = np.zeros((len(boxes1), len(boxes2)), dtype=np.float32)
-    for i, a in enumerate(np.asarray(boxes1, dtype=np.float32)):
-        for j, b in enumerate(np.asarray(boxes2, dtype=np.float32)):
-            iw = min(a[2], b[2]) - max(a[0], b[0])
-            ih = min(a[3], b[3]) - max(a[1], b[1])
-            if iw <= 0 or ih <= 0:
-                continue
-            inter = iw * ih
-            union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-            result[i, j] = inter / union if union > 0 else 0
-    return result""",
+    a = np.asarray(boxes1, dtype=np.float32)[:, None, :]   # float32, broadcast differently
+    b = np.asarray(boxes2, dtype=np.float32)[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    union = ((a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+             + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter)
+    out = np.zeros(inter.shape, dtype=np.float32)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out""",
     ("nms", "numpy"): """\
     order = sorted(range(len(scores)), key=lambda k: (-float(scores[k]), k))
     keep = []

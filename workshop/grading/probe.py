@@ -54,7 +54,11 @@ def probe(grader_pid, port, tmp_mb, nproc, memory_mb, secret):
     out["write_package"] = attempt(lambda: open(os.path.join(here, "probe-write"), "w"))
     out["write_root"] = attempt(lambda: open("/probe-write", "w"))
     tmp = os.environ.get("TMPDIR", "/tmp")
-    out["tmp_listing"] = os.listdir(tmp)
+    # what the sandbox mounted there itself (a runtime that lives under /tmp) aside
+    runtime = {os.path.relpath(p, tmp).split(os.sep)[0] for p in
+               (sys.prefix, os.path.realpath(sys.executable), here, *sys.path)
+               if p and os.path.realpath(p).startswith(tmp.rstrip("/") + "/")}
+    out["tmp_listing"] = sorted(set(os.listdir(tmp)) - runtime)
 
     def fill():   # files of 8 MB each (one file alone stops at the file-size limit)
         for k in range(tmp_mb // 8 + 2):
@@ -62,8 +66,9 @@ def probe(grader_pid, port, tmp_mb, nproc, memory_mb, secret):
                 for _ in range(8):
                     f.write(b"\0" * (1 << 20))
     out["tmp_fill"] = attempt(fill)
-    for name in os.listdir(tmp):
-        os.unlink(os.path.join(tmp, name))
+    for k in range(tmp_mb // 8 + 2):
+        if os.path.exists(os.path.join(tmp, f"fill{k}")):
+            os.unlink(os.path.join(tmp, f"fill{k}"))
     out["net_public"] = attempt(lambda: socket.create_connection(("1.1.1.1", 53), timeout=2))
     out["net_dns"] = attempt(lambda: socket.getaddrinfo("pypi.org", 443))
     out["net_grader"] = attempt(lambda: socket.create_connection(("127.0.0.1", port), timeout=2))

@@ -148,7 +148,11 @@ def _python_roots() -> list[Path]:
                                          sys.base_exec_prefix)}
     # a venv's python is a symlink to the base interpreter: bind where it really lives too
     roots.add(Path(sys.executable).resolve().parent.parent)
-    return sorted(r for r in roots if not _under(r, Path("/usr")))
+    # package folders a .pth file adds (never the current folder or the course's own)
+    roots |= {Path(p).resolve() for p in sys.path
+              if p and ("site-packages" in p or "dist-packages" in p) and os.path.isdir(p)}
+    roots = {r for r in roots if not _under(r, Path("/usr"))}
+    return sorted(r for r in roots if not any(r != o and _under(r, o) for o in roots))
 
 
 def _under(path: Path, parent: Path) -> bool:
@@ -245,7 +249,9 @@ class Sandbox:
         return cmd + ["--"] + list(argv)
 
     def _filesystem(self, binds: list[tuple[Path, str]]) -> list[str]:
-        cmd = [self.bwrap, "--ro-bind", "/usr", "/usr", *_system_links()]
+        # the private /tmp first: folders bound below may live under /tmp themselves
+        cmd = [self.bwrap, "--ro-bind", "/usr", "/usr", *_system_links(),
+               "--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp"]
         for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
             if os.path.exists(f):
                 cmd += ["--ro-bind", f, f]
@@ -266,9 +272,7 @@ class Sandbox:
                 "--ro-bind", str(self.view.runner.parent), "/grader"]
         for src, dst in binds:
             cmd += ["--ro-bind", str(src), dst]
-        return cmd + ["--proc", "/proc", "--dev", "/dev",
-                      "--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", "/tmp",
-                      "--chdir", "/tmp", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+        return cmd + ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp", "--unshare-pid", "--unshare-net", "--unshare-ipc",
                       "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
                       "--die-with-parent", "--new-session", "--remount-ro", "/"]
 

@@ -1,0 +1,142 @@
+"""The demonstration cells' helpers tell the truth: who wrote the function that ran, how much
+slower or faster something is, and TensorFlow starts without writing to stderr."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from workshop import course
+from workshop.course import Reference, duration, is_reference, mine_or_reference, significant, speed_table, whose
+from workshop.exercises import get
+
+A = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 15.0]])
+B = np.array([[0.0, 0.0, 10.0, 5.0]])
+
+
+def iou_numpy(boxes1, boxes2):  # a learner's cell before the exercise is done
+    raise NotImplementedError()
+
+
+def learners_iou(boxes1, boxes2):  # a learner's (finished) answer
+    return get("iou").tier("numpy")(boxes1, boxes2)
+
+
+def test_the_fallback_is_the_reference_and_says_so(capsys):
+    fn = mine_or_reference(iou_numpy, "iou")
+    assert "not implemented yet" in capsys.readouterr().out
+    assert isinstance(fn, Reference) and is_reference(fn)
+    assert whose(fn) == "the reference" and whose(fn, standalone=True) == "reference"
+    assert f"{whose(fn)} iou" == "the reference iou"
+    np.testing.assert_array_equal(fn(A, B), get("iou").tier("numpy")(A, B))   # it runs the reference
+    assert fn.__name__ == get("iou").tier("numpy").__name__
+    assert "reference iou" in repr(fn)
+
+
+def test_a_learners_function_is_theirs(capsys):
+    fn = mine_or_reference(learners_iou, "iou")
+    assert "using your learners_iou" in capsys.readouterr().out
+    assert fn is learners_iou
+    assert not is_reference(fn)
+    assert whose(fn) == "your" and whose(fn, standalone=True) == "yours"
+
+
+def test_whose_sees_through_wrappers():
+    import functools
+
+    ref = Reference(get("iou").tier("numpy"), "iou", "numpy")
+
+    @functools.wraps(ref)
+    def wrapped(*args, **kwargs):
+        return ref(*args, **kwargs)
+
+    assert whose(wrapped) == "the reference"
+    assert whose(lambda *a: None) == "your"
+
+
+def test_significant_digits():
+    assert significant(1 / 400) == "0.0025"
+    assert significant(0.004123) == "0.00412"
+    assert significant(12.34) == "12.3"
+    assert significant(1234.0) == "1.23e+03"
+    assert duration(0.0123) == "12.3 ms"
+    assert duration(4.1e-5) == "41 µs"
+    assert duration(1.234) == "1.23 s"
+    assert duration(0.99996) == "1 s"            # rounded before the unit is chosen
+
+
+def test_speed_table_prints_a_400_times_slower_entry_with_significant_digits(monkeypatch, capsys):
+    def fast(boxes1, boxes2):
+        return 0
+
+    def slow(boxes1, boxes2):
+        return 0
+
+    def unwritten(boxes1, boxes2):
+        raise NotImplementedError()
+
+    seconds = {fast: 1e-4, slow: 4e-2}
+    monkeypatch.setattr(course, "_median_seconds", lambda fn, *a: seconds[fn])
+    rows = speed_table("iou", {"your fast": fast, "your slow": slow, "your loops": unwritten}, (A, B),
+                       reference_tiers=())
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("your slow"))
+    assert "0.0025x" in line and "0.0x" not in line, out
+    assert "40 ms" in line, out
+    assert next(ln for ln in out.splitlines() if ln.startswith("your fast")).split()[-2:] == ["1x", "-"]
+    assert "not implemented yet" in next(ln for ln in out.splitlines() if ln.startswith("your loops"))
+    assert rows[1]["speedup"] == pytest.approx(1 / 400)
+
+
+def test_speed_table_against_the_reference(monkeypatch, capsys):
+    def mine(boxes1, boxes2):
+        return 0
+
+    monkeypatch.setattr(course, "_median_seconds", lambda fn, *a: 2.0 if fn is mine else 1e-3)
+    speed_table("iou", {"your numpy": mine}, (A, B))
+    out = capsys.readouterr().out
+    assert "0.0005x" in next(ln for ln in out.splitlines() if ln.startswith("your numpy")), out
+    assert "2e+03x" in next(ln for ln in out.splitlines() if ln.startswith("reference numpy")), out
+
+
+_CHILD = """
+import os, sys
+from workshop.course import import_tensorflow
+tf = import_tensorflow()
+tf.constant(1.0) + 1.0                      # a first computation: no CUDA probe line either
+import tensorflow
+assert tensorflow is tf
+os.write(2, b"fd 2 still works\\n")
+print(os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ["TF_ENABLE_ONEDNN_OPTS"])
+"""
+
+
+def _run_child(env_overrides):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=300,
+                          check=False)
+
+
+def test_import_tensorflow_writes_nothing_to_stderr_and_leaves_it_usable():
+    proc = _run_child({})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "fd 2 still works\n"
+    assert proc.stdout.split() == ["3", "0"]                 # set, since the user had not
+
+
+def test_import_tensorflow_keeps_the_users_settings():
+    proc = _run_child({"TF_CPP_MIN_LOG_LEVEL": "1", "TF_ENABLE_ONEDNN_OPTS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "1"]
+    assert proc.stderr.endswith("fd 2 still works\n")
+
+
+def test_stderr_is_restored_after_an_error(capfd):
+    with pytest.raises(RuntimeError), course.stderr_silenced():
+        os.write(2, b"hidden\n")
+        raise RuntimeError("boom")
+    os.write(2, b"visible\n")
+    assert capfd.readouterr().err == "visible\n"
