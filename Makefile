@@ -45,14 +45,14 @@ system-deps:
 checkpoint: setup
 	PYTHON=$(BIN)/python ./download_checkpoint.sh
 
-# nbgrader's instructor extensions are for the course root (see README), not the learners' lab
-NBGRADER_OFF := $(foreach e,formgrader assignment_list course_list validate_assignment,\
-	--ServerApp.jpserver_extensions=nbgrader.server_extensions.$(e)=False)
+# the learners' Jupyter settings (deploy/jupyter/learner): no nbgrader instructor tools, no news
+# pop-up; the class hub gives its learners the same
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: checkpoint
+	JUPYTER_CONFIG_PATH="$(abspath deploy/jupyter/learner)" \
 	$(BIN)/jupyter lab --no-browser --ip=$(IP) --port=$(PORT) --ServerApp.root_dir=notebooks \
-		$(NBGRADER_OFF) $(ROOT_FLAG)
+		$(ROOT_FLAG)
 
 # the tests compare against the benchmark's baselines too, so they install its extras
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
