@@ -111,6 +111,14 @@ class Hub:
             except ProcessLookupError:
                 pass
             self.log.close()
+        import psutil
+
+        for proc in psutil.process_iter(["cmdline"]):   # the proxy and services live apart
+            if any(str(self.prefix) in part for part in (proc.info["cmdline"] or [])):
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
         for name in [*self.learners, self.grader, self.instructor]:
             subprocess.run(["pkill", "-KILL", "-u", name], check=False)
             subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
