@@ -26,6 +26,7 @@ from workshop.grading.check import grading_cases
 from workshop.grading.static import static_violations
 from workshop.grading.runner import PRINT_LIMIT, Limits, run_program
 
+pytestmark = pytest.mark.xdist_group("crafted")   # the crafted class is graded once
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 SEED = 20240917  # the hidden cases' seed of these tests (a grading run draws its own)

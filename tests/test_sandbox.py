@@ -21,6 +21,7 @@ from graded_submissions import attacks, builder
 
 from workshop.grading.sandbox import ANSWER_MODULES, LEARNER_SAFE, PACKAGE_DIR, Sandbox
 
+pytestmark = pytest.mark.xdist_group("attacks")   # one class run for the module
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

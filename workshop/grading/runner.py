@@ -56,7 +56,7 @@ class Limits:
     file_mb: int = 64
     tf_extra_wall: float = 60.0      # TensorFlow's import, on a busy machine
     processes: int = 256             # threads count too (TensorFlow starts a few dozen)
-    result_mb: int = 256
+    result_mb: int = 64              # every grading case's outputs fit in well under 1 MB
 
     def for_tier(self, tier: str | None) -> Limits:
         if tier != "tf":
@@ -250,7 +250,7 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
         stdout = bytes(kept[:PRINT_LIMIT]).decode("utf-8", errors="replace")
         if len(kept) > PRINT_LIMIT:
             stdout += "\n[... output truncated ...]"
-        return _collect(bytes(channel), stdout, code, code is None, overflow.is_set(),
+        return _collect(channel, stdout, code, code is None, overflow.is_set(),
                         seconds, len(cases), n_outputs, limits)
 
 
@@ -288,7 +288,7 @@ class ChannelError(ValueError):
     """The child's result stream is malformed, too large or holds something not numeric."""
 
 
-def parse_channel(data: bytes) -> tuple[int, dict | None, bytes]:
+def parse_channel(data: bytes | bytearray) -> tuple[int, dict | None, bytes]:
     """``(last case started, result JSON or None, outputs npz bytes)`` from the result stream:
     lines ``P <case>`` while running, then ``R <json bytes> <npz bytes>`` and the payloads."""
     done, pos = -1, 0
@@ -316,7 +316,7 @@ def parse_channel(data: bytes) -> tuple[int, dict | None, bytes]:
                 raise ChannelError("result is not JSON") from None
             if not isinstance(result, dict):
                 raise ChannelError("result is not a JSON object")
-            return done, result, data[pos + n_json:pos + n_json + n_npz]
+            return done, result, bytes(data[pos + n_json:pos + n_json + n_npz])
         else:
             raise ChannelError("unexpected data in the result channel")
     return done, None, b""
@@ -370,14 +370,19 @@ def load_outputs(blob: bytes, limit: int, max_arrays: int) -> dict:
         return arrays
 
 
-def _collect(channel: bytes, stdout: str, code: int, timed_out: bool, overflow: bool,
+def _collect(channel: bytearray, stdout: str, code: int, timed_out: bool, overflow: bool,
              seconds: float, n_cases: int, n_outputs: int, limits: Limits) -> RunResult:
     run = RunResult("ok", stdout=stdout, seconds=seconds)
+    if overflow:   # never parsed: what came is dropped at once
+        channel.clear()
+        run.status, run.message = "failed", (
+            f"stopped: your function returned more than {limits.result_mb} MB of output")
+        return run
     try:
         done, result, npz = parse_channel(channel)
     except ChannelError as err:
         done, result, npz = -1, None, b""
-        if not timed_out and not overflow:
+        if not timed_out:
             run.status, run.message = "failed", f"the grader could not read your results: {err}"
             return run
     result = result or {}
@@ -386,10 +391,6 @@ def _collect(channel: bytes, stdout: str, code: int, timed_out: bool, overflow: 
         setattr(run, key, [str(v)[:500] for v in value[:20]] if isinstance(value, list) else [])
     where = (f" while running case {done + 1} of {n_cases}" if 0 <= done < n_cases
              else " before any case ran")
-    if overflow:
-        run.status, run.message = "failed", (
-            f"stopped{where}: your function returned more than {limits.result_mb} MB of output")
-        return run
     if timed_out:
         run.status, run.message = "timeout", (
             f"stopped after {limits.wall:.0f} s{where} (an infinite loop, or far too slow)")
