@@ -78,7 +78,8 @@ class HubUser:
         from tornado.websocket import websocket_connect
 
         url = self.base.replace("http", "ws", 1) + f"/user/{self.name}/api/kernels/{kid}/channels"
-        ws = await websocket_connect(HTTPRequest(url, headers=self.auth, connect_timeout=60))
+        ws = await websocket_connect(HTTPRequest(url, headers=self.auth, connect_timeout=180,
+                                                 request_timeout=180))
         msg_id = uuid.uuid4().hex
         ws.write_message(json.dumps({
             "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": self.name,

@@ -48,7 +48,7 @@ def test_thirty_learners_at_once():
         all_spawned = time.monotonic() - t0
         spawn = [s for _, s in arrived]
         idle = [_memory_mb(u.name) for u, _ in arrived]
-        with ThreadPoolExecutor(max_workers=10) as pool:
+        with ThreadPoolExecutor(max_workers=5) as pool:
             outs = list(pool.map(lambda a: a[0].run("print(6 * 7)", timeout=300), arrived))
         assert all(o.strip() == "42" for o in outs), outs
         setup = next(c.source for c in nbformat.read(
