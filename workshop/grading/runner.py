@@ -130,6 +130,14 @@ def _encode(value: Any, arrays: dict, key: str) -> Any:
     raise TypeError(f"cannot send a {type(value).__name__} to the sandbox")
 
 
+def uses_tensorflow(program, tier: str | None) -> bool:
+    """Whether the test's code will load TensorFlow (a warm process then has it loaded first)."""
+    import re
+
+    return tier == "tf" or any(re.search(r"\b(tensorflow|keras)\b|workshop\.(models|data)", s)
+                               for s in program.imports)
+
+
 class OneShot:
     """A new process for one test: in the bwrap sandbox of ``sandbox`` (or, in mode ``none``, a
     plain child process). The zygote (:class:`workshop.grading.zygote.Zygote`) has the same
@@ -143,7 +151,7 @@ class OneShot:
         return None
 
     def start(self, job_dir: Path, uid: int | None, tier: str | None, result_fd: int,
-              out_fd: int) -> None:
+              out_fd: int, warm_tensorflow: bool = False) -> None:
         if self.sandbox.isolated:
             argv = [sys.executable, "-I", "-X", "faulthandler", "/grader/runner.py", "/job",
                     str(result_fd)]
@@ -219,7 +227,7 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
         start = time.monotonic()
         try:
             launcher.start(tmpdir.name if session is not None else tmpdir, uid, tier,
-                           result_w, out_w)
+                           result_w, out_w, warm_tensorflow=uses_tensorflow(program, tier))
         except OSError as err:
             for fd in (result_r, out_r):
                 os.close(fd)

@@ -103,11 +103,13 @@ class Zygote:
         shutil.rmtree(self._outer, ignore_errors=True)
 
     # -- one test --------------------------------------------------------------------------------
-    def start(self, job_name: str, uid: int, tier: str | None, result_fd: int, out_fd: int) -> None:
+    def start(self, job_name: str, uid: int, tier: str | None, result_fd: int, out_fd: int,
+              warm_tensorflow: bool = False) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.stop()
             self._start()
-        message = json.dumps({"job": f"/jobs/{job_name}", "uid": uid, "tier": tier}).encode()
+        message = json.dumps({"job": f"/jobs/{job_name}", "uid": uid, "tier": tier,
+                              "tensorflow": warm_tensorflow}).encode()
         socket.send_fds(self.sock, [message], [result_fd, out_fd])
 
     def wait(self, timeout: float) -> int | None:
@@ -223,7 +225,7 @@ def _serve(sock_fd: int) -> None:
         if not message:
             return
         job = json.loads(message)
-        if job.get("tier") == "tf" and not tf_loaded:
+        if (job.get("tier") == "tf" or job.get("tensorflow")) and not tf_loaded:
             tf_loaded = True
             try:
                 import tensorflow  # noqa: F401  (before any learner code: forked warm)
