@@ -89,9 +89,9 @@ class Hub:
 
         for _ in range(240):
             try:
-                if requests.get(f"{self.base}/hub/api", timeout=2).ok:
+                if requests.get(f"{self.base}/hub/api", timeout=10).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:   # not listening yet, or busy starting
                 pass
             if self.proc.poll() is not None:
                 break

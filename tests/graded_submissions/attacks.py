@@ -10,23 +10,13 @@ server of the test's on 127.0.0.1) and ``{marker}`` (a unique name for files in 
 
 from __future__ import annotations
 
+import textwrap
+
 from . import builder
 
-# the right answer, computed by the attacker's own loop once the attack "worked"
-RIGHT = """
-    def _right():
-        out = []
-        for a in boxes1:
-            row = []
-            for b in boxes2:
-                w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-                h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-                u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-                row.append(w * h / u if u > 0 else 0.0)
-            out.append(row)
-        return np.array(out, dtype=np.float64).reshape(len(boxes1), len(boxes2))
-    WRONG = np.full((len(boxes1), len(boxes2)), 0.25)
-"""
+# the right answer, computed by the attacker's own loop (ps1's iou_loops) once the attack "worked"
+RIGHT = ("\n    def _right():\n" + textwrap.indent(builder.IOU_LOOPS, "    ") +
+         "\n    WRONG = np.full((len(boxes1), len(boxes2)), 0.25)\n")
 
 ATTACKS = {
     # reading the answers from disk
