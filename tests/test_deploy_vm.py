@@ -70,7 +70,12 @@ class Hub:
         self.second = subprocess.run(self.args, capture_output=True, text=True, timeout=900)
         self.proc = None
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """The unit's command line, restarted after a failed start as systemd's
+        Restart=on-failure does (a managed service slow to answer on a busy machine makes
+        JupyterHub exit)."""
+        import requests
+
         env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8",
                "CVW_HUB_PORT": str(_free_port()), "CVW_PROXY_API_PORT": str(_free_port()),
                "CVW_FORMGRADER_PORT": str(_free_port())}
@@ -79,28 +84,40 @@ class Hub:
             env[key] = value
         unit = (self.state / "cv-workshop-hub.service").read_text()
         command = next(ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("ExecStart="))
-        self.log = open(self.tmp / "hub.log", "wb")
-        self.proc = subprocess.Popen(command.split(), env=env, cwd=self.state, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.base = f"http://127.0.0.1:{self.port}"
         self.class_password = env["CVW_CLASS_PASSWORD"]
         self.admin_password = env["CVW_ADMIN_PASSWORD"]
-        import requests
-
-        for _ in range(240):
-            try:
-                if requests.get(f"{self.base}/hub/api", timeout=10).ok:
-                    return
-            except requests.RequestException:   # not listening yet, or busy starting
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.5)
+        self.log = open(self.tmp / "hub.log", "ab")
+        for _ in range(attempts):
+            self.proc = subprocess.Popen(command.split(), env=env, cwd=self.state,
+                                         stdout=self.log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+            for _ in range(240):
+                try:
+                    if requests.get(f"{self.base}/hub/api", timeout=10).ok:
+                        return
+                except requests.RequestException:   # not listening yet, or busy starting
+                    pass
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.5)
+            self._kill_leftovers()
+            time.sleep(5)   # the unit's RestartSec
         raise RuntimeError("the hub did not start:\n" + (self.tmp / "hub.log").read_text()[-3000:])
 
     def user(self, name: str) -> HubUser:
         password = self.admin_password if name == self.instructor else self.class_password
         return HubUser(self.base, name, password)
+
+    def _kill_leftovers(self) -> None:
+        import psutil
+
+        for proc in psutil.process_iter(["cmdline"]):   # the proxy and services live apart
+            if any(str(self.prefix) in part for part in (proc.info["cmdline"] or [])):
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
 
     def close(self) -> None:
         if self.proc is not None:
@@ -112,14 +129,7 @@ class Hub:
             except ProcessLookupError:
                 pass
             self.log.close()
-        import psutil
-
-        for proc in psutil.process_iter(["cmdline"]):   # the proxy and services live apart
-            if any(str(self.prefix) in part for part in (proc.info["cmdline"] or [])):
-                try:
-                    proc.kill()
-                except psutil.Error:
-                    pass
+        self._kill_leftovers()
         for name in [*self.learners, self.grader, self.instructor]:
             subprocess.run(["pkill", "-KILL", "-u", name], check=False)
             subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
