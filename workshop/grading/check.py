@@ -211,12 +211,6 @@ def contract_case(cases: list[Case]) -> int | None:
     return next((i for i, c in enumerate(cases) if c.public), None)
 
 
-def reference_tf_dtypes(exercise: Exercise, case: Case) -> list[str]:
-    """The dtypes the TF tier's docstring promises on ``case`` (``Exercise.tf_dtypes``; the
-    registry's tests hold the reference TF tiers to it)."""
-    return exercise.tf_dtypes(case)
-
-
 def static_contract(exercise: Exercise, tier: str | None, sources: list[str], imports: list[str],
                     function: str, known: dict[str, str] | None = None) -> list[str]:
     """The contract problems visible in the code itself (:mod:`workshop.grading.contracts`)."""
@@ -296,7 +290,7 @@ def check_cases(exercise: Exercise, fn: Callable, cases: list[Case], tier: str |
         if tier is not None:
             changed = contracts.changed_arguments(list(case.args), list(args), names) \
                 if tier != "tf" else []
-            tf_dtypes = reference_tf_dtypes(exercise, case) if i == jit_case else None
+            tf_dtypes = exercise.tf_dtypes(case) if i == jit_case else None
             problem = contracts.case_problem(tier, contracts.describe_output(out), changed,
                                              kinds, tf_dtypes)
         if problem:

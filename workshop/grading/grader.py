@@ -111,7 +111,6 @@ def verdict_from_run(exercise, cases, expected, run: RunResult, tier: str, wrong
         contract_case,
         diagnosed,
         judge,
-        reference_tf_dtypes,
     )
     from .contracts import answer_message, case_problem
 
@@ -125,7 +124,7 @@ def verdict_from_run(exercise, cases, expected, run: RunResult, tier: str, wrong
     for i, (case, exp, got) in enumerate(zip(cases, expected, run.cases)):
         problem = ""
         if got.status == "ok":
-            tf_dtypes = reference_tf_dtypes(exercise, case) if i == jit_case else None
+            tf_dtypes = exercise.tf_dtypes(case) if i == jit_case else None
             problem = case_problem(tier, got.described, got.changed, kinds, tf_dtypes)
         if problem:
             results.append(CaseResult(case.name, False, problem,
