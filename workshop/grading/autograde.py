@@ -86,12 +86,14 @@ class SandboxedVerdicts(NbGraderPreprocessor):
         with tempfile.TemporaryDirectory(prefix="workshop-autograde-") as tmp:
             path = Path(tmp) / (str(info.get("notebook", "submission")) + ".ipynb")
             path.write_text(nbformat.writes(nb))
-            session = session_for(state["sandbox"])
+            session = session_for(state["sandbox"],
+                                  tensorflow=any(t.tier == "tf" for t in tests))
             try:
-                from .grader import grade_notebook
+                from .grader import grade_notebook, tests_at_once
 
                 result = grade_notebook(path, tests, student, state["expected"], Limits(),
-                                        sandbox=state["sandbox"], session=session)
+                                        sandbox=state["sandbox"], session=session,
+                                        parallel=tests_at_once(1))
             finally:
                 if session is not None:
                     session.close()

@@ -235,9 +235,10 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
 
 def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expected: Expected,
                    limits: Limits, budget: float = 900.0, sandbox: Sandbox | None = None,
-                   session=None) -> SubmissionResult:
+                   session=None, parallel: int = 1) -> SubmissionResult:
     """Every test of one submitted notebook; never raises for anything in the notebook.
-    ``session``: the learner's warm sandboxed interpreter (:func:`~.zygote.session_for`)."""
+    ``session``: the learner's warm sandboxed interpreter (:func:`~.zygote.session_for`);
+    ``parallel``: how many of its tests run at once (each in a process of its own)."""
     sandbox = sandbox or Sandbox("none")
     start = time.monotonic()
     sub = SubmissionResult(student, path.name, str(path))
@@ -248,15 +249,13 @@ def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expect
         sub.error = str(err)
         return sub
     outside = forbidden_bindings(_notebook_imports(nb))
-    for test in tests:
-        rec = TestRecord(student, path.name, test.grade_id, test.exercise, test.tier, 0.0,
-                         test.points, "error", sandbox=sandbox.mode)
-        sub.tests.append(rec)
+
+    def one(test: nbk.GradedTest, rec: TestRecord) -> None:
         left = budget - (time.monotonic() - start)
         if left <= 1:
             rec.status = "skipped"
             rec.message = f"not graded: the submission's time budget ({budget:.0f} s) ran out"
-            continue
+            return
         test_limits = Limits(**{**limits.__dict__, "wall": min(limits.wall, left)})
         try:
             grade_test(nb, test, rec, expected, test_limits, sandbox, outside, session)
@@ -264,11 +263,29 @@ def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expect
             rec.status, rec.points = "error", 0.0
             rec.message = (f"this solution cell could not be read ({type(err).__name__}: an "
                            "expression nested too deeply?)")
+
+    for test in tests:
+        sub.tests.append(TestRecord(student, path.name, test.grade_id, test.exercise, test.tier,
+                                    0.0, test.points, "error", sandbox=sandbox.mode))
+    if parallel > 1 and len(tests) > 1:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            for done in [pool.submit(one, t, r) for t, r in zip(tests, sub.tests)]:
+                done.result()
+    else:
+        for test, rec in zip(tests, sub.tests):
+            one(test, rec)
     sub.seconds = round(time.monotonic() - start, 3)
     return sub
 
 
-# == many submissions ========================================================================
+def tests_at_once(jobs: int) -> int:
+    """How many tests of one learner run at once when ``jobs`` learners are graded at once: the
+    cores the other learners leave free."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
 def find_notebooks(paths: list[str]) -> list[tuple[Path, str]]:
     """(notebook, student) for every ``.ipynb`` given or found under a given directory.
     The student is the folder after ``submitted/`` (nbgrader's layout), else the first folder
@@ -324,6 +341,12 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
     tests_cache: dict[Path, tuple] = {}
     lock = threading.Lock()
 
+    def tests_of(solution: Path) -> tuple:
+        with lock:
+            if solution not in tests_cache:
+                tests_cache[solution] = nbk.graded_tests(nbk.load(solution))
+            return tests_cache[solution]
+
     def one(item, session):
         path, student = item
         if resume:
@@ -342,13 +365,10 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
                 f"no solution notebook named {path.name} under the solutions folder: cannot "
                 "know its tests and points (was the file renamed?)"))
         else:
-            with lock:
-                if sol not in tests_cache:
-                    tests_cache[sol] = nbk.graded_tests(nbk.load(sol))
-            tests, warnings = tests_cache[sol]
+            tests, warnings = tests_of(sol)
             try:
                 res = grade_notebook(path, tests, student, expected, limits, budget, sandbox,
-                                     session)
+                                     session, parallel)
             except Exception as err:  # a grader bug must not lose the other submissions  # noqa: BLE001
                 res = SubmissionResult(student, path.name, str(path),
                                        error=f"internal grader error: {type(err).__name__}: {err}")
@@ -360,9 +380,16 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
             log(f"{student}/{path.name}: {state} ({res.seconds:.1f} s)")
         return res
 
+    parallel = tests_at_once(jobs)
+
     def learner(items):
         """All notebooks of one learner, in one sandboxed session (never shared)."""
-        session = session_for(sandbox)
+        tiers = set()
+        for path, _ in items:
+            sol = index.get("*") or index.get(path.name)
+            if sol is not None:
+                tiers.update(t.tier for t in tests_of(sol)[0])
+        session = session_for(sandbox, tensorflow="tf" in tiers)
         try:
             return [one(item, session) for item in items]
         finally:
@@ -391,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="results", help="output folder (default results/)")
     ap.add_argument("--solutions", default=None,
                     help="solution notebooks (folder or one file); default <course>/solutions")
-    ap.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded in parallel")
+    ap.add_argument("--jobs", "-j", type=int, default=1,
+                    help="learners graded at once (each learner's tests use the cores left free)")
     ap.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds per test")
     ap.add_argument("--cpu", type=int, default=None, help="CPU seconds per test")
     ap.add_argument("--memory", type=int, default=2048, help="MB of address space per test")

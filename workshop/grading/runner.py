@@ -151,7 +151,7 @@ class OneShot:
         return None
 
     def start(self, job_dir: Path, uid: int | None, tier: str | None, result_fd: int,
-              out_fd: int, warm_tensorflow: bool = False) -> None:
+              out_fd: int, warm_tensorflow: bool = False) -> OneShot:
         if self.sandbox.isolated:
             argv = [sys.executable, "-I", "-X", "faulthandler", "/grader/runner.py", "/job",
                     str(result_fd)]
@@ -162,6 +162,7 @@ class OneShot:
                                      env=self.env, stdin=subprocess.DEVNULL, stdout=out_fd,
                                      stderr=out_fd, start_new_session=True,
                                      pass_fds=(result_fd,))
+        return self
 
     def wait(self, timeout: float) -> int | None:
         try:
@@ -226,8 +227,8 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
         out_r, out_w = os.pipe()
         start = time.monotonic()
         try:
-            launcher.start(tmpdir.name if session is not None else tmpdir, uid, tier,
-                           result_w, out_w, warm_tensorflow=uses_tensorflow(program, tier))
+            test = launcher.start(tmpdir.name if session is not None else tmpdir, uid, tier,
+                                  result_w, out_w, warm_tensorflow=uses_tensorflow(program, tier))
         except OSError as err:
             for fd in (result_r, out_r):
                 os.close(fd)
@@ -243,11 +244,14 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
         readers = [threading.Thread(target=_drain, args=(out_stream, kept), daemon=True),
                    threading.Thread(target=_drain_channel, daemon=True,
                                     args=(res_stream, channel, limits.result_mb << 20, overflow,
-                                          launcher.stop))]
+                                          test.stop))]
         for r in readers:
             r.start()
+        failed = ""
         try:
-            code = launcher.wait(limits.wall)
+            code = test.wait(limits.wall)
+        except OSError as err:
+            code, failed = None, f"the sandbox could not start: {err}"
         finally:
             sandbox.release_uid(uid)
             for r in readers:
@@ -255,6 +259,8 @@ def run_program(program, cases, tier: str | None, n_outputs: int = 1,
             out_stream.close()
             res_stream.close()
         seconds = time.monotonic() - start
+        if failed:
+            return RunResult("failed", message=failed)
         stdout = bytes(kept[:PRINT_LIMIT]).decode("utf-8", errors="replace")
         if len(kept) > PRINT_LIMIT:
             stdout += "\n[... output truncated ...]"

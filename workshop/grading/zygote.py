@@ -3,8 +3,8 @@
 Starting Python and importing TensorFlow costs seconds; doing it for every test makes grading a
 class slow. So, when the grader runs as root, each learner gets one sandbox (see
 :mod:`workshop.grading.sandbox`: no network, no view of the grader, the answers or the other
-learners) whose first process, the *zygote*, imports numpy (and TensorFlow, before the first TF
-test) and then, for every test, forks a child that
+learners) whose first process, the *zygote*, imports numpy (and TensorFlow, when the learner's
+notebooks use it) and then, for every test, forks a child that
 
 * gets a uid of its own (from the grader's pool), no capabilities, no supplementary groups, and
   a fresh private ``/tmp/t<uid>`` (mode 0700) as its home and temporary folder;
@@ -13,11 +13,13 @@ test) and then, for every test, forks a child that
 * runs :func:`runner._child_main` (the same code as a one-shot run), its output going to pipes
   the grader passed for this test only.
 
-When the child exits, the zygote kills every process of that uid (nothing a test starts
-outlives it), removes its ``/tmp`` folder and reports the exit status. A learner's code can
-signal or trace none of the other processes (other uids), and never shares a process with
-another learner's code (one sandbox per learner). A hang or a result too large kills the whole
-sandbox; the next test starts a new one.
+Several tests of the same learner may run at once (one uid each). When a child exits, the zygote
+kills every process of its uid (nothing a test starts outlives it), removes its ``/tmp`` folder
+and reports the exit status. A test that hangs or floods its result channel is ended the same
+way, by its uid, without touching the learner's other tests. A learner's code can signal or trace
+none of the other processes (other uids), and never shares a process with another learner's code
+(one sandbox per learner). If the zygote itself dies, its tests count as crashed and the next
+test starts a new sandbox.
 
 This file is also the zygote's script (run inside the sandbox, standard library + numpy).
 """
@@ -26,25 +28,49 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-READY_TIMEOUT = 120.0
+# after a test's time is up: how long its processes may take to be killed before the whole
+# sandbox is
+KILL_GRACE = 10.0
 
 
-def session_for(sandbox):
-    """One learner's warm sandboxed interpreter, where the sandbox allows it (as root);
-    None: a new sandboxed process per test."""
+def session_for(sandbox, tensorflow: bool = False):
+    """One learner's warm sandboxed interpreter, where the sandbox allows it (as root), started
+    now in the background (``tensorflow``: imported before the first test); None: a new
+    sandboxed process per test."""
     from .runner import child_env
 
-    return Zygote(sandbox, child_env()) if sandbox.mode == "root" else None
+    if sandbox.mode != "root":
+        return None
+    zygote = Zygote(sandbox, child_env())
+    zygote.prepare(tensorflow)
+    return zygote
+
+
+class SandboxFailed(OSError):
+    """The learner's sandboxed interpreter could not start."""
+
+
+class _Generation:
+    """One started zygote process: its socket and the tests sent to it and not yet answered."""
+
+    def __init__(self, proc: subprocess.Popen, sock: socket.socket):
+        self.proc, self.sock = proc, sock
+        self.pending: set[int] = set()
+        self.ready = False
+        self.dead = False
 
 
 class Zygote:
-    """The grader's handle on one learner's sandboxed zygote (started on first use)."""
+    """The grader's handle on one learner's sandboxed zygote (started on first use); safe to use
+    from several threads, one test each."""
 
     def __init__(self, sandbox, env: dict[str, str]):
         import tempfile
@@ -56,45 +82,88 @@ class Zygote:
         self.jobs.mkdir()
         self._outer.chmod(0o711)
         self.jobs.chmod(0o711)
-        self.proc: subprocess.Popen | None = None
-        self.sock: socket.socket | None = None
+        self._cond = threading.Condition()
+        self._gen: _Generation | None = None
+        self._codes: dict[int, int | str] = {}
+        self._next_id = 0
+        self._tensorflow = False
         self.starts = 0
 
     # -- lifetime ------------------------------------------------------------------------------
-    def _start(self) -> None:
+    def prepare(self, tensorflow: bool = False) -> None:
+        """Start the sandbox now, without waiting for it (``tensorflow``: import it first)."""
+        with self._cond:
+            self._tensorflow = self._tensorflow or tensorflow
+            self._ensure_started()
+
+    def _ensure_started(self) -> _Generation:
+        gen = self._gen
+        if gen is None or gen.dead or gen.proc.poll() is not None:
+            self._stop_locked()
+            gen = self._gen = self._spawn()
+        return gen
+
+    def _spawn(self) -> _Generation:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = [sys.executable, "-I", "-X", "faulthandler", "/grader/zygote.py",
-                str(theirs.fileno())]
+                str(theirs.fileno())] + (["--tensorflow"] if self._tensorflow else [])
         try:
-            self.proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 self.sandbox.zygote_command(argv, self.jobs), env=self.env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, pass_fds=(theirs.fileno(),))
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
-        self.sock = ours
         self.starts += 1
-        self.sock.settimeout(READY_TIMEOUT)
+        gen = _Generation(proc, ours)
+        threading.Thread(target=self._read_replies, args=(gen,), daemon=True).start()
+        return gen
+
+    def _read_replies(self, gen: _Generation) -> None:
+        """The zygote's replies (``ready``, then one per finished test), until it ends."""
+        while True:
+            try:
+                reply = gen.sock.recv(4096)
+            except OSError:
+                reply = b""
+            with self._cond:
+                if not reply:   # the zygote died (the OOM killer?) or was stopped
+                    lost = -signal.SIGKILL if gen.ready else "no start"
+                    for job_id in gen.pending:
+                        self._codes[job_id] = lost
+                    gen.pending.clear()
+                    gen.dead = True
+                    self._cond.notify_all()
+                    return
+                message = json.loads(reply)
+                if message.get("ready"):
+                    gen.ready = True
+                    continue
+                gen.pending.discard(message["id"])
+                self._codes[message["id"]] = int(message["code"])
+                self._cond.notify_all()
+
+    def _stop_locked(self) -> None:
+        gen, self._gen = self._gen, None
+        if gen is None:
+            return
         try:
-            ready = self.sock.recv(4096)
+            os.killpg(gen.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        gen.proc.wait()
+        try:
+            gen.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
-            ready = b""
-        if not ready:
-            self.stop()
-            raise OSError("the sandboxed interpreter did not start")
+            pass
 
     def stop(self) -> None:
-        """Kill the sandbox and everything in it (a hang, a flood, or the end)."""
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.proc.wait()
-            self.proc = None
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+        """Kill the sandbox and everything in it; its unfinished tests count as crashed."""
+        with self._cond:
+            self._stop_locked()
 
     def close(self) -> None:
         import shutil
@@ -104,29 +173,60 @@ class Zygote:
 
     # -- one test --------------------------------------------------------------------------------
     def start(self, job_name: str, uid: int, tier: str | None, result_fd: int, out_fd: int,
-              warm_tensorflow: bool = False) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            self.stop()
-            self._start()
-        message = json.dumps({"job": f"/jobs/{job_name}", "uid": uid, "tier": tier,
-                              "tensorflow": warm_tensorflow}).encode()
-        socket.send_fds(self.sock, [message], [result_fd, out_fd])
+              warm_tensorflow: bool = False) -> _Test:
+        """Fork the test's process (its output on ``result_fd`` and ``out_fd``)."""
+        with self._cond:
+            gen = self._ensure_started()
+            job_id = self._next_id
+            self._next_id += 1
+            message = json.dumps({"id": job_id, "job": f"/jobs/{job_name}", "uid": uid,
+                                  "tier": tier, "tensorflow": warm_tensorflow}).encode()
+            gen.pending.add(job_id)
+            try:
+                socket.send_fds(gen.sock, [message], [result_fd, out_fd])
+            except OSError:    # the zygote is gone already
+                gen.pending.discard(job_id)
+                self._codes[job_id] = -signal.SIGKILL if gen.ready else "no start"
+        return _Test(self, gen, job_id)
+
+    def _wait(self, job_id: int, timeout: float) -> int | str | None:
+        with self._cond:
+            self._cond.wait_for(lambda: job_id in self._codes, max(timeout, 0.01))
+            return self._codes.pop(job_id, None)
+
+    def _kill(self, gen: _Generation, job_id: int) -> None:
+        with self._cond:
+            if job_id in gen.pending and not gen.dead:
+                try:
+                    gen.sock.send(json.dumps({"kill": job_id}).encode())
+                except OSError:
+                    pass
+
+
+class _Test:
+    """One test running in a zygote: :meth:`wait` for it, :meth:`stop` it early."""
+
+    def __init__(self, zygote: Zygote, gen: _Generation, job_id: int):
+        self.zygote, self.gen, self.job_id = zygote, gen, job_id
 
     def wait(self, timeout: float) -> int | None:
         """The test's exit code (negative: killed by that signal); None when ``timeout``
-        seconds passed first (the sandbox is then killed)."""
-        self.sock.settimeout(max(timeout, 0.01))
-        try:
-            reply = self.sock.recv(4096)
-        except (TimeoutError, socket.timeout):
+        seconds passed first (its processes are then killed)."""
+        code = self.zygote._wait(self.job_id, timeout)
+        if code is None:
             self.stop()
+            if self.zygote._wait(self.job_id, KILL_GRACE) is None:
+                with self.zygote._cond:    # the zygote does not answer: end the sandbox
+                    if self.zygote._gen is self.gen:
+                        self.zygote._stop_locked()
             return None
-        except OSError:
-            reply = b""
-        if not reply:  # the zygote itself died (the OOM killer?): a crash of this test
-            self.stop()
-            return -signal.SIGKILL
-        return int(json.loads(reply)["code"])
+        if code == "no start":
+            raise SandboxFailed("the sandboxed interpreter did not start")
+        return int(code)
+
+    def stop(self) -> None:
+        """End the test now (every process of its uid)."""
+        self.zygote._kill(self.gen, self.job_id)
 
 
 # == inside the sandbox ==========================================================================
@@ -170,7 +270,9 @@ def _remove(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _run_one(job: dict, fds: list[int], sock: socket.socket, child_main) -> int:
+def _fork_test(job: dict, fds: list[int], sock: socket.socket, wake: tuple[int, int],
+               child_main) -> int:
+    """Start one test's process; its pid."""
     uid = int(job["uid"])
     result_fd, out_fd = fds
     tmp = f"/tmp/t{uid}"
@@ -180,7 +282,11 @@ def _run_one(job: dict, fds: list[int], sock: socket.socket, child_main) -> int:
     pid = os.fork()
     if pid == 0:
         try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             sock.close()
+            for fd in wake:
+                os.close(fd)
             os.dup2(out_fd, 1)
             os.dup2(out_fd, 2)
             os.close(out_fd)
@@ -203,37 +309,79 @@ def _run_one(job: dict, fds: list[int], sock: socket.socket, child_main) -> int:
                 os._exit(0)
     os.close(result_fd)
     os.close(out_fd)
-    _, status = os.waitpid(pid, 0)
-    _sweep(uid)
-    _remove(tmp)
-    return os.waitstatus_to_exitcode(status)
+    return pid
 
 
-def _serve(sock_fd: int) -> None:
+def _serve(sock_fd: int, tensorflow: bool) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import numpy  # noqa: F401  (warm: every test needs it)
     from runner import _child_main
 
-    sock = socket.socket(fileno=sock_fd)
-    sock.send(b'{"ready": true}')
     tf_loaded = False
+
+    def load_tensorflow() -> None:
+        nonlocal tf_loaded
+        if not tf_loaded:
+            tf_loaded = True
+            try:
+                import tensorflow  # noqa: F401  (before any learner code: forked warm)
+            except Exception:  # noqa: BLE001, S110  (the test will say what is wrong)
+                pass
+
+    if tensorflow:
+        load_tensorflow()
+    sock = socket.socket(fileno=sock_fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    sock.send(b'{"ready": true}')
+    running: dict[int, tuple[int, int]] = {}     # pid -> (test id, uid)
     while True:
+        try:
+            readable, _, _ = select.select([sock, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        while running:   # finished tests: their uid's processes killed, their /tmp removed
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid not in running:
+                continue
+            job_id, uid = running.pop(pid)
+            _sweep(uid)
+            _remove(f"/tmp/t{uid}")
+            sock.send(json.dumps({"id": job_id,
+                                  "code": os.waitstatus_to_exitcode(status)}).encode())
+        if sock not in readable:
+            continue
         try:
             message, fds, _, _ = socket.recv_fds(sock, 65536, 2)
         except OSError:
             return
         if not message:
             return
-        job = json.loads(message)
-        if (job.get("tier") == "tf" or job.get("tensorflow")) and not tf_loaded:
-            tf_loaded = True
-            try:
-                import tensorflow  # noqa: F401  (before any learner code: forked warm)
-            except Exception:  # noqa: BLE001, S110  (the test will say what is wrong)
-                pass
-        code = _run_one(job, fds, sock, _child_main)
-        sock.send(json.dumps({"code": code}).encode())
+        request = json.loads(message)
+        if "kill" in request:
+            uid = next((u for j, u in running.values() if j == request["kill"]), None)
+            if uid is not None:
+                _sweep(uid)
+            continue
+        if request.get("tier") == "tf" or request.get("tensorflow"):
+            load_tensorflow()
+        pid = _fork_test(request, fds, sock, (wake_r, wake_w), _child_main)
+        running[pid] = (request["id"], int(request["uid"]))
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve(int(sys.argv[1]), "--tensorflow" in sys.argv[2:])
