@@ -1,4 +1,4 @@
-"""Anchors: pinned values from the issue, the grid order, TF under XLA, validation."""
+"""Anchors: the worked example's pinned values, the grid order, TF under XLA, validation."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 from workshop.reference import anchors as A
 
 TIERS = ["loops", "numpy", "tf"]
-ISSUE = (256.0, [0.5, 1.0, 2.0], [0.25, 0.5, 1.0, 2.0])
+WORKED = (256.0, [0.5, 1.0, 2.0], [0.25, 0.5, 1.0, 2.0])
 
 
 def _ref(tier):
@@ -26,8 +26,8 @@ def _grid(tier):
 
 
 @pytest.mark.parametrize("tier", TIERS)
-def test_issue_anchors_pinned(tier):
-    out = _ref(tier)(*ISSUE)
+def test_worked_example_anchors_pinned(tier):
+    out = _ref(tier)(*WORKED)
     assert out.shape == (12, 4)
     np.testing.assert_allclose(out[0], [-45.2548, -22.6274, 45.2548, 22.6274], atol=1e-4)
     np.testing.assert_allclose(out[4], [-32, -32, 32, 32], atol=1e-12)
@@ -82,7 +82,7 @@ def test_tf_under_xla_matches_numpy():
     np.testing.assert_allclose(f(tf.constant(ref)).numpy(), A.grid_anchors_numpy((4, 7), 16.0, ref), atol=1e-9)
     g = tf.function(A.reference_anchors_tf, jit_compile=True)
     out = g(256.0, tf.constant([0.5, 1.0, 2.0], tf.float64), tf.constant([0.25, 0.5, 1.0, 2.0], tf.float64))
-    np.testing.assert_allclose(out.numpy(), A.reference_anchors_numpy(*ISSUE), atol=1e-9)
+    np.testing.assert_allclose(out.numpy(), A.reference_anchors_numpy(*WORKED), atol=1e-9)
 
 
 def test_tf_grid_with_tensor_feature_shape():

@@ -1,4 +1,4 @@
-"""Box coding: the issue's pinned deltas, exact round trip, the clamp, TF under XLA, validation."""
+"""Box coding: the worked example's pinned deltas, exact round trip, the clamp, TF under XLA, validation."""
 
 import math
 
@@ -28,7 +28,7 @@ def _pairs(rng, n):
 
 
 @pytest.mark.parametrize("tier", TIERS)
-def test_issue_deltas_pinned(tier):
+def test_worked_example_deltas_pinned(tier):
     d = _fn("encode", tier)(np.array([[2.0, 3, 21, 26]]), np.array([[0.0, 0, 16, 16]]), weights=W10)
     np.testing.assert_allclose(d[0], [2.1875, 4.0625, 0.85925, 1.81453], atol=1e-5)
 

@@ -1,4 +1,4 @@
-"""RoI pooling / RoI align specifics: the issue's pinned values in every tier, the
+"""RoI pooling / RoI align specifics: pinned values in every tier, the
 crop_and_resize equivalence (interior regions only), XLA compilation, the static sample window of
 the adaptive ratio, errors and empty inputs. (tests/test_registry.py runs the declared cases.)"""
 
@@ -22,7 +22,7 @@ def as_np(x):
     return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
 
 
-# -- pinned values (from the issue) --------------------------------------------------------------
+# -- pinned values (4x4 grid, worked by hand) ----------------------------------------------------
 POOL_PINS = [
     ([0, 0, 3, 3], 1.0, [[5, 7], [13, 15]]),
     ([0, 0, 2, 2], 1.0, [[5, 6], [9, 10]]),
