@@ -3,6 +3,9 @@ learner notebook with each exercise reporting "not implemented yet"; notebooks/ 
 `make release` makes of solutions/, without outputs."""
 
 import json
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -67,6 +70,7 @@ def test_solution_notebook_runs(path):
     for i, grade_id in _test_cell_indices(path):
         assert "FAILED" not in run.outputs[i] and "not implemented" not in run.outputs[i], (
             f"{path.name}: {grade_id} does not pass with the solution:\n{run.outputs[i][:2000]}")
+    assert not run.leftovers, f"{path.name} left temporary files behind: {run.leftovers[:10]}"
     print(f"{path.name}: {run.seconds:.1f} s, peak {run.peak_mb} MB")  # budgets: make course-report
 
 
@@ -78,3 +82,34 @@ def test_learner_notebook_runs_unimplemented(path):
     for i, grade_id in _test_cell_indices(path):
         assert "not implemented yet" in run.outputs[i], (
             f"{path.name}: {grade_id} should report 'not implemented yet':\n{run.outputs[i][:2000]}")
+    assert not run.leftovers, f"{path.name} left temporary files behind: {run.leftovers[:10]}"
+
+
+def test_a_notebook_run_leaves_nothing_in_tmp(tmp_path):
+    """run_notebook gives the kernel a TMPDIR of its own and removes it; what the notebook left
+    there once its kernel stopped is reported: a TemporaryDirectory is gone, a mkdtemp is not."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import tempfile\nfrom pathlib import Path\n"
+        "scratch = tempfile.TemporaryDirectory(prefix='nbscratch_')\n"
+        "(Path(scratch.name) / 'best.weights.h5').write_bytes(b'weights')\n"
+        "leaked = tempfile.mkdtemp(prefix='nbleaked_')\n"
+        "print(tempfile.gettempdir())")])
+    path = tmp_path / "scratch.ipynb"
+    nbformat.write(nb, path)
+    ours = ("workshop-notebook-", "nbscratch_", "nbleaked_")
+    before = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(ours)}
+    run = run_notebook(path, timeout=120)
+    assert run.ok, run.error
+    kernel_tmp = Path(run.outputs[0].strip())
+    assert kernel_tmp != Path(tempfile.gettempdir()) and not kernel_tmp.exists()
+    assert [re.sub(r"_.*", "_", n) for n in run.leftovers] == ["nbleaked_"]
+    after = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(ours)}
+    assert after <= before, f"left in {tempfile.gettempdir()}: {sorted(after - before)}"
+
+
+@pytest.mark.parametrize("path", SOLUTION_PATHS, ids=IDS)
+def test_notebooks_make_no_temporary_files_that_outlive_the_kernel(path):
+    """Scratch folders are tempfile.TemporaryDirectory (deleted when the kernel stops); mkdtemp,
+    mkstemp and delete=False files would pile up in /tmp with every run."""
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert not re.search(r"mkdtemp|mkstemp|delete\s*=\s*False", code), path.name

@@ -4,13 +4,17 @@
 (or the learner versions) top to bottom, as a learner's kernel would, and prints a table of each
 notebook's wall time and the kernel's peak memory against the budgets (3 minutes and 2 GB per
 notebook, 15 minutes for the course). The tests execute notebooks through :func:`run_notebook`.
+Each kernel gets its own temporary folder (``TMPDIR``), removed afterwards; what a notebook left
+in it after its kernel stopped is reported (a notebook cleans up after itself).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +39,7 @@ class NotebookRun:
     peak_mb: float | None
     error: str | None = None                  # the first failing cell, or None
     outputs: list[str] = field(default_factory=list)   # text of every code cell's output
+    leftovers: list[str] = field(default_factory=list)  # left in the kernel's TMPDIR after it stopped
 
     @property
     def ok(self) -> bool:
@@ -56,8 +61,9 @@ def _text(outputs) -> str:
 
 def run_notebook(path, timeout: int = 600, env: dict | None = None) -> NotebookRun:
     """Execute the notebook at ``path`` in a fresh ``python3`` kernel (working directory: its
-    folder) and return the time, the kernel's peak memory and the outputs; never raises on a
-    failing cell (the first error is reported in ``.error``)."""
+    folder) and return the time, the kernel's peak memory, the outputs and what the notebook left
+    in its own temporary folder (``TMPDIR``, removed here) once the kernel stopped; never raises on
+    a failing cell (the first error is reported in ``.error``)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -69,12 +75,14 @@ def run_notebook(path, timeout: int = 600, env: dict | None = None) -> NotebookR
     os.environ.update(env or {})
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MPLBACKEND", "Agg")
+    scratch = Path(tempfile.mkdtemp(prefix="workshop-notebook-"))
+    kernel_env = {**os.environ, "TMPDIR": str(scratch)}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}})
     error = None
     start = time.perf_counter()
     try:
-        client.execute()
+        client.execute(env=kernel_env)   # the kernel has stopped when this returns
     except CellTimeoutError as err:
         error = f"a cell ran longer than {timeout} s: {str(err).splitlines()[0]}"
     except CellExecutionError as err:
@@ -88,13 +96,15 @@ def run_notebook(path, timeout: int = 600, env: dict | None = None) -> NotebookR
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        leftovers = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+        shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - start
     outputs = [_text(c.get("outputs", [])) for c in nb.cells if c.cell_type == "code"]
     peak = None
     for line in outputs[-1].splitlines():
         if line.startswith("__peak_kb__"):
             peak = int(line.split()[1]) / 1024
-    return NotebookRun(path, seconds, peak, error, outputs[:-1])
+    return NotebookRun(path, seconds, peak, error, outputs[:-1], leftovers)
 
 
 def course_notebooks(folder: Path = SOLUTIONS) -> list[Path]:
@@ -121,6 +131,8 @@ def main(argv=None) -> int:
             over.append(f"over {BUDGET_SECONDS} s")
         if run.peak_mb is not None and run.peak_mb > BUDGET_MB:
             over.append(f"over {BUDGET_MB} MB")
+        if run.leftovers:
+            over.append(f"left {len(run.leftovers)} temporary files")
         result = "ok" if run.ok else "FAILED"
         failed += not run.ok
         mem = f"{run.peak_mb:,.0f} MB" if run.peak_mb is not None else "-"
