@@ -56,6 +56,23 @@ def test_solution_notebooks_follow_the_convention(path):
     assert tests, f"{path.name} has no graded exercise"
 
 
+def test_every_exercise_is_graded_in_its_chapter_notebook():
+    """An exercise's ``chapter`` is the notebook that grades it: every graded cell belongs to an
+    exercise of that notebook's chapter, and every exercise has graded cells there."""
+    from workshop.exercises import all_exercises, get
+
+    graded = {}
+    for path in SOLUTION_PATHS:
+        tests, _ = nbk.graded_tests(json.loads(path.read_text()))
+        for t in tests:
+            chapter = get(t.exercise).chapter
+            assert chapter == path.stem, f"{path.name}: {t.grade_id} grades {t.exercise} of {chapter}"
+            assert t.tier in get(t.exercise).tiers, f"{path.name}: {t.grade_id}: no such tier"
+            graded.setdefault(t.exercise, set()).add(t.tier)
+    ungraded = [f"{e.name} ({e.chapter})" for e in all_exercises() if e.name not in graded]
+    assert not ungraded, f"exercises no notebook grades: {ungraded}"
+
+
 def _test_cell_indices(path: Path) -> list[tuple[int, str]]:
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]

@@ -254,6 +254,19 @@ def test_cli_dispatch_and_missing_modules(monkeypatch, capsys):
     assert "workshop.no_such_module is missing" in capsys.readouterr().err
 
 
+def test_cli_lists_the_exercises_by_chapter(capsys):
+    from workshop import __main__ as cli
+    from workshop.exercises import get
+
+    assert cli.main(["exercises", "03_iou_nms"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "03_iou_nms"
+    for name in ("iou", "nms", "batched_nms"):
+        assert get(name).summary in out and get(name).signature in out
+    assert "anchors" not in out
+    assert cli.main(["exercises", "99_nothing"]) == 2 and "03_iou_nms" in capsys.readouterr().err
+
+
 def test_cli_grade_and_check_end_to_end(tmp_path):
     sol = tmp_path / "solutions"
     sol.mkdir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 from .spec import TIERS, Case, Exercise, Mistake, Output  # noqa: F401
 
@@ -44,3 +45,37 @@ def get(name: str) -> Exercise:
 def all_exercises() -> list[Exercise]:
     _load()
     return list(_REGISTRY.values())
+
+
+def catalogue(chapter: str | None = None) -> str:
+    """The exercises by chapter (notebook stem), each with its tiers, what it computes
+    (``summary``) and the function a learner writes (``signature``): the text of
+    ``python -m workshop exercises [CHAPTER]``."""
+    chapters: dict[str, list[Exercise]] = {}
+    for ex in sorted(all_exercises(), key=lambda e: e.chapter):
+        chapters.setdefault(ex.chapter, []).append(ex)
+    if chapter is not None and chapter not in chapters:
+        raise KeyError(f"no chapter {chapter!r}; known: {', '.join(chapters)}")
+    lines = []
+    for name, exercises in chapters.items():
+        if chapter in (None, name):
+            lines.append(name)
+            for ex in exercises:
+                lines.append(f"  {ex.name:<22}{' '.join(t for t in TIERS if t in ex.tiers):<17}{ex.summary}")
+                lines.append(f"  {'':<39}{ex.signature}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m workshop exercises",
+                                 description="list the course's exercises by chapter")
+    ap.add_argument("chapter", nargs="?", help="one chapter (notebook stem, e.g. 03_iou_nms)")
+    args = ap.parse_args(argv)
+    try:
+        print(catalogue(args.chapter))
+    except KeyError as err:
+        print(err.args[0], file=sys.stderr)
+        return 2
+    return 0

@@ -106,8 +106,12 @@ class Mistake:
 class Exercise:
     """One exercise: the reference tiers, the cases, the comparison and the diagnoses.
 
-    name: registry key, e.g. ``"iou"``; chapter: notebook stem, e.g. ``"03_iou_nms"``.
-    signature: the function signature a learner implements (shown in messages).
+    name: registry key, e.g. ``"iou"``; chapter: the stem of the notebook that grades it, e.g.
+      ``"03_iou_nms"`` (tests/test_notebooks.py checks it).
+    signature: the function signature a learner implements; its argument names are the ones
+      the grader's contracts speak of (``workshop.grading.check.argument_names``).
+    summary: one line of what it computes. ``python -m workshop exercises`` lists chapter,
+      summary and signature.
     tiers: tier name -> ``"module:function"`` of the reference implementation.
     reference_tier: the tier that computes expected outputs (float64 numpy).
     edge_cases: ``() -> list[Case]``, named cases (pinned ones with ``expected``).
