@@ -93,3 +93,23 @@ def test_reference_not_misdiagnosed(exercise):
 def test_registry_is_not_empty():
     assert EXERCISES
     assert np.all([ex.tiers for ex in EXERCISES])
+
+
+@pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES])
+def test_every_implementation_path_resolves_to_a_function(exercise):
+    """Tiers, baselines (and kernels) are "module:function" strings, which an editor cannot
+    follow: each must name a function that exists, under a known tier name."""
+    from workshop.exercises.spec import TIERS, resolve
+
+    assert set(exercise.tiers) <= set(TIERS) and exercise.reference_tier in exercise.tiers
+    bad = []
+    for kind in ("tiers", "baselines", "kernels"):
+        for key, path in getattr(exercise, kind, {}).items():
+            module, sep, attr = path.partition(":")
+            try:
+                ok = bool(sep and module and attr) and callable(resolve(path))
+            except (ImportError, AttributeError) as err:
+                ok, path = False, f"{path} ({type(err).__name__}: {err})"
+            if not ok:
+                bad.append(f"{kind}[{key!r}] = {path}")
+    assert not bad, f"{exercise.name}: not a 'module:function' that exists: {bad}"

@@ -29,6 +29,9 @@ TIER_TITLES = {"loops": "make it work (loops)", "numpy": "make it fast (numpy)",
                "tf": "make it real (TensorFlow)"}
 
 
+# Tier paths are strings resolved here on use, so that importing the registry imports neither
+# TensorFlow (only a TF tier needs it) nor the answers (workshop.reference, hidden from learner
+# code); tests/test_registry.py::test_every_implementation_path_resolves_to_a_function checks them.
 def resolve(path: str) -> Callable:
     """Import ``"package.module:attribute"`` lazily (so TF and the answers load only when used)."""
     module, _, attr = path.partition(":")
