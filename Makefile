@@ -45,14 +45,11 @@ system-deps:
 checkpoint: setup
 	PYTHON=$(BIN)/python ./download_checkpoint.sh
 
-# the learners' Jupyter settings (deploy/jupyter/learner): no nbgrader instructor tools, no news
-# pop-up; the class hub gives its learners the same
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
-
+# JupyterLab with the learners' Jupyter settings (deploy/jupyter/learner): no nbgrader instructor
+# tools, no news pop-up; the class hub gives its learners the same. The command line lives in
+# workshop/lab.py, which the browser tests start too.
 lab: checkpoint
-	JUPYTER_CONFIG_PATH="$(abspath deploy/jupyter/learner)" \
-	$(BIN)/jupyter lab --no-browser --ip=$(IP) --port=$(PORT) --ServerApp.root_dir=notebooks \
-		$(ROOT_FLAG)
+	$(BIN)/python -m workshop lab --ip=$(IP) --port=$(PORT)
 
 # the tests compare against the benchmark's baselines too, so they install its extras
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
