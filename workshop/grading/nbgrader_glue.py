@@ -27,6 +27,12 @@ from . import notebook as nbk
 
 COURSE_ROOT = Path(__file__).resolve().parents[2]
 
+# What every learner notebook says about its kernel: the version-free part of what JupyterLab
+# writes when the kernel starts. The learners' server completes it as it opens a notebook
+# (workshop.lab_contents), so that a notebook nobody edited does not open as changed.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+LANGUAGE_INFO = {"name": "python"}
+
 
 def load_config(root: Path = COURSE_ROOT):
     from traitlets.config import Config
@@ -97,6 +103,8 @@ def release_notebook(src: Path, dst: Path, config=None) -> None:
     for pp in preprocessors(config):
         if getattr(pp, "enabled", True):
             nb, resources = pp.preprocess(nb, resources)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)       # whatever kernel the instructor ran
+    nb.metadata["language_info"] = dict(LANGUAGE_INFO)
     text = nbformat.writes(nb)
     if "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
         raise RuntimeError(f"{src}: a solution or hidden-test region survived the release")
