@@ -10,14 +10,16 @@ from workshop.grading.check import check_cases, judge, run_case
 EXERCISES = all_exercises()
 TIER_PARAMS = [pytest.param(ex, tier, id=f"{ex.name}-{tier}")
                for ex in EXERCISES for tier in ex.tiers]
+KERNEL_PARAMS = [pytest.param(ex, tier, id=f"{ex.name}-kernel-{tier}")
+                 for ex in EXERCISES for tier in ex.kernels]
 MISTAKE_PARAMS = [pytest.param(ex, m, id=f"{ex.name}-{m.name}")
                   for ex in EXERCISES for m in ex.mistakes]
 N_RANDOM = 60          # daily; the slow twin runs thousands
 N_RANDOM_SLOW = 2000
 
 
-def _assert_tier_passes(exercise, tier, cases):
-    fn = exercise.tier(tier)
+def _assert_tier_passes(exercise, tier, cases, fn=None):
+    fn = fn or exercise.tier(tier)
     verdict = check_cases(exercise, fn, cases, tier=tier, strict=True)
     assert verdict.passed, verdict.report(max_failures=5)
 
@@ -34,6 +36,25 @@ def test_tier_matches_reference_many(exercise, tier):
     _assert_tier_passes(exercise, tier, exercise.cases(public_only=False, seed=2, n_random=n))
 
 
+@pytest.mark.parametrize("exercise, tier", KERNEL_PARAMS)
+def test_kernel_matches_reference(exercise, tier):
+    """A tuned kernel returns what the textbook tier returns, on every kind of case."""
+    _assert_tier_passes(exercise, tier, exercise.cases(public_only=False, seed=1, n_random=N_RANDOM),
+                        exercise.kernel(tier))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exercise, tier", KERNEL_PARAMS)
+def test_kernel_matches_reference_many(exercise, tier):
+    _assert_tier_passes(exercise, tier, exercise.cases(public_only=False, seed=2,
+                                                       n_random=N_RANDOM_SLOW), exercise.kernel(tier))
+
+
+@pytest.mark.parametrize("exercise, tier", [p for p in KERNEL_PARAMS if p.values[1] == "tf"])
+def test_tf_kernel_compiles(exercise, tier):
+    _assert_compiles(exercise, exercise.kernel("tf"))
+
+
 @pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES])
 def test_pinned_cases_pin_something(exercise):
     cases = exercise.edge_cases()
@@ -45,9 +66,13 @@ def test_pinned_cases_pin_something(exercise):
 
 @pytest.mark.parametrize("exercise", [pytest.param(e, id=e.name) for e in EXERCISES if "tf" in e.tiers])
 def test_tf_tier_compiles(exercise):
+    _assert_compiles(exercise, exercise.tier("tf"))
+
+
+def _assert_compiles(exercise, implementation):
     import tensorflow as tf
 
-    fn = tf.function(exercise.tier("tf"), jit_compile=exercise.tf_jit, reduce_retracing=True)
+    fn = tf.function(implementation, jit_compile=exercise.tf_jit, reduce_retracing=True)
     for case in exercise.cases(public_only=False, seed=3, n_random=5):
         out = run_case(exercise, case, fn, tier="tf")
         flat = out if isinstance(out, (tuple, list)) else (out,)

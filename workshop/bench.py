@@ -4,8 +4,9 @@ industry baseline, timed on the declared problem sizes.
     python -m workshop.bench [--only iou,nms] [--repeat K] [--quick] [--loop-budget SECONDS]
 
 An exercise joins by declaring, in its registry entry, ``benchmarks`` (``() -> list[Case]``, the
-large problems) and optionally ``baselines`` (name -> ``"module:function"`` with the exercise's
-signature). Nothing here is specific to one exercise.
+large problems) and optionally ``kernels`` (its tuned versions, rows ``kernel <tier>``) and
+``baselines`` (name -> ``"module:function"`` with the exercise's signature). Nothing here is
+specific to one exercise.
 
 Timing: inputs are prepared outside the clock (tensors for the TF tier, which runs as
 ``tf.function(jit_compile=exercise.tf_jit)``; its output is pulled to numpy inside the clock).
@@ -72,17 +73,26 @@ def _materialize(out: Any) -> Any:
     return out.numpy() if hasattr(out, "numpy") else out
 
 
+def _implementation(exercise: Exercise, impl: str) -> Callable:
+    """``"numpy"``: the textbook tier; ``"kernel numpy"``: its tuned kernel; else a baseline."""
+    if impl in exercise.tiers:
+        return exercise.tier(impl)
+    if impl.startswith("kernel "):
+        return exercise.kernel(impl.split(" ", 1)[1])
+    return resolve(exercise.baselines[impl])
+
+
 def _prepare(exercise: Exercise, impl: str, case: Case) -> Callable[[], Any]:
     """A zero-argument callable running ``impl`` on ``case`` (inputs prepared beforehand)."""
-    if impl == "tf":
+    fn = _implementation(exercise, impl)
+    if impl in ("tf", "kernel tf"):
         import tensorflow as tf
 
         from .exercises.spec import as_tensors
 
-        fn = tf.function(exercise.tier("tf"), jit_compile=exercise.tf_jit)
+        fn = tf.function(fn, jit_compile=exercise.tf_jit)
         args, kwargs = as_tensors(case, exercise.tf_static)
         return lambda: _materialize(fn(*args, **kwargs))
-    fn = exercise.tier(impl) if impl in exercise.tiers else resolve(exercise.baselines[impl])
 
     def run():
         args, kwargs = case.fresh_args()
@@ -135,8 +145,10 @@ def run(only: list[str] | None = None, repeat: int = 5, quick: bool = False,
                 case = Case(f"{case.name} (quick: first {QUICK_ROWS} rows)", case.args, case.kwargs)
             reference = None
             block: list[tuple[Row, Any]] = []
-            for impl in list(ex.tiers) + list(ex.baselines):
-                kind = "tier" if impl in ex.tiers else "baseline"
+            kernels = [f"kernel {t}" for t in ex.kernels]
+            for impl in list(ex.tiers) + kernels + list(ex.baselines):
+                kind = ("tier" if impl in ex.tiers else "kernel" if impl in kernels
+                        else "baseline")
                 try:
                     if impl == "loops":
                         seconds, est, note, output = _time_loops(ex, case, loop_budget)
@@ -181,7 +193,7 @@ def format_table(rows: list[Row]) -> str:
             speed = f"{loops / r.seconds:.1f}x" if loops and r.seconds else "-"
             ratio = f"{r.seconds / best:.2f}" if best and r.seconds else "-"
             agrees = {True: "yes", False: "NO", None: "-"}[r.agrees]
-            name = r.impl if r.kind == "tier" else f"[{r.impl}]"
+            name = f"[{r.impl}]" if r.kind == "baseline" else r.impl
             lines.append((r.exercise, r.size, name, _fmt_time(r.seconds, r.estimated), speed, ratio,
                           agrees, r.note))
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)] if lines else [len(h) for h in header]

@@ -16,6 +16,7 @@ REF = "workshop.reference.boxes"
 IND = "workshop.reference.industry"
 CHAPTER = "03_iou_nms"
 
+KERNELS = "workshop.kernels.boxes"
 
 # ============================================================================================
 # wrong implementations (self-contained)
@@ -454,6 +455,7 @@ _NMS_MISTAKES = (
             "cv2.dnn.NMSBoxes's top_k does): the cap counts kept boxes, so keep scanning until "
             "that many boxes are kept.", _nms_cap_first),
     Mistake("score threshold is inclusive",
+    kernels={"numpy": f"{KERNELS}:iou_numpy"},
             "A box whose score equals score_threshold takes part in your NMS: only scores "
             "STRICTLY above score_threshold are candidates.", _nms_score_ge),
     Mistake("score threshold ignored",
@@ -506,6 +508,7 @@ register(Exercise(
         Mistake("intersection over the smaller box",
                 "You divide the intersection by the smaller box's area: IoU divides by the "
                 "union, area1 + area2 - intersection.", _iou_over_min),
+    kernels={"numpy": f"{KERNELS}:nms_numpy", "tf": f"{KERNELS}:nms_tf"},
         Mistake("NaN on zero-area boxes",
                 "You return NaN for boxes with zero area (0 / 0): when the union is 0 the IoU is "
                 "0; divide only where union > 0 (numpy: np.divide(..., where=union > 0) or "
@@ -526,6 +529,7 @@ register(Exercise(
     chapter=CHAPTER,
     signature="nms(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> int64 indices",
     summary="Greedy non-maximum suppression, exactly as tf.image.non_max_suppression.",
+    kernels={"numpy": f"{KERNELS}:batched_nms_numpy", "tf": f"{KERNELS}:batched_nms_tf"},
     tiers={"loops": f"{REF}:nms_loops", "numpy": f"{REF}:nms_numpy", "tf": f"{REF}:nms_tf"},
     edge_cases=_nms_edge_cases,
     random_case=_nms_random,

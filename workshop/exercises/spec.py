@@ -125,6 +125,8 @@ class Exercise:
     tf_static: argument names that stay Python values (not tensors) in the TF tier.
     benchmarks: ``() -> list[Case]`` large problems for ``workshop.bench``.
     baselines: name -> ``"module:function"`` industry implementations with the same signature.
+    kernels: tier -> ``"module:function"`` of a tuned kernel (:mod:`workshop.kernels`) with that
+      tier's contract and results, checked on every case and timed beside the textbook tier.
     answer_calls: the libraries' finished versions of this exercise (full dotted names, e.g.
       ``"tensorflow.image.non_max_suppression"``): a tier that uses one earns nothing...
     library_tiers: ...except these tiers, whose lesson is calling the library's op correctly
@@ -146,6 +148,7 @@ class Exercise:
     tf_static: tuple[str, ...] = ()
     benchmarks: Callable[[], list[Case]] | None = None
     baselines: dict[str, str] = field(default_factory=dict)
+    kernels: dict[str, str] = field(default_factory=dict)
     n_public_random: int = 2
     n_hidden_random: int = 20
     answer_calls: tuple[str, ...] = ()
@@ -169,6 +172,12 @@ class Exercise:
         if tier not in self.tiers:
             raise KeyError(f"{self.name} has no {tier!r} tier; it has {sorted(self.tiers)}")
         return resolve(self.tiers[tier])
+
+    def kernel(self, tier: str) -> Callable:
+        """The tuned kernel with ``tier``'s contract (see ``kernels``)."""
+        if tier not in self.kernels:
+            raise KeyError(f"{self.name} has no {tier!r} kernel; it has {sorted(self.kernels)}")
+        return resolve(self.kernels[tier])
 
     @property
     def reference(self) -> Callable:

@@ -37,8 +37,8 @@ COURSE_ROOT = PACKAGE_DIR.parent
 
 # The one list of what computes an answer: importing any of these from graded code scores 0,
 # and none of them exists inside the sandbox.
-ANSWER_MODULES = ("workshop.reference", "workshop.exercises", "workshop.grading.",
-                  "workshop.bench", "workshop.evaluation")
+ANSWER_MODULES = ("workshop.reference", "workshop.kernels", "workshop.exercises",
+                  "workshop.grading.", "workshop.bench", "workshop.evaluation")
 # What the sandbox shows of the package (everything else is absent). A new module is hidden
 # until it is added here: tests/test_sandbox.py makes every module take a side.
 LEARNER_SAFE = ("__init__.py", "conventions.py", "course.py", "vis.py", "data", "models")

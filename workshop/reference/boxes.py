@@ -35,6 +35,9 @@ NMS
   * its overlap is computed in float32, so IoUs within ~1e-7 of the threshold may decide
     differently.
 
+These are the textbook versions, the ones a learner compares with; the tuned kernels of
+:mod:`workshop.kernels.boxes` return the same results faster.
+
 Validation: malformed boxes or scores raise ValueError naming the offending row; thresholds
 outside [0, 1] or a negative ``max_output_size`` raise ValueError; empty input gives an empty
 ``(0, M)`` IoU or an empty int64 index vector.
@@ -51,7 +54,7 @@ __all__ = ["iou_loops", "iou_numpy", "iou_tf", "nms_loops", "nms_numpy", "nms_tf
 
 
 # -- shared argument checks -------------------------------------------------------------------
-def _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold):
+def check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold):
     """Validated float64 boxes (N, 4), scores (N,), and the plain Python thresholds."""
     b = as_boxes(boxes)
     s = as_scores(scores, b.shape[0])
@@ -68,7 +71,7 @@ def _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_thresho
     return b, s, thr, cap, sthr
 
 
-def _check_classes(classes, n):
+def check_classes(classes, n):
     try:
         c = np.asarray(classes)
     except Exception as err:  # pragma: no cover - numpy rarely fails here
@@ -113,45 +116,19 @@ def iou_numpy(boxes1, boxes2) -> np.ndarray:
 
     Args: boxes1 ``(N, 4)``, boxes2 ``(M, 4)`` xyxy. Returns float64 ``(N, M)``.
     """
-    a, b = as_boxes(boxes1, "boxes1"), as_boxes(boxes2, "boxes2")
-    return _iou_core(a, b)
+    return pairwise_iou(as_boxes(boxes1, "boxes1"), as_boxes(boxes2, "boxes2"))
 
 
-def _iou_core(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of validated float64 boxes (row blocks so the temporaries stay in cache)."""
-    n, m = a.shape[0], b.shape[0]
-    out = np.empty((n, m), dtype=np.float64)
-    if n == 0 or m == 0:
-        return out
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of already validated float64 boxes ``(N, 4)`` and ``(M, 4)``: ``(N, M)``."""
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    bx1, by1, bx2, by2 = (np.ascontiguousarray(b[:, k]) for k in range(4))
-    rows = max(1, min(n, 32768 // m))
-    t = np.empty((rows, m))
-    w = np.empty((rows, m))
-    with np.errstate(invalid="ignore"):
-        for r0 in range(0, n, rows):
-            r1 = min(n, r0 + rows)
-            k = r1 - r0
-            tk, wk, ok = t[:k], w[:k], out[r0:r1]
-            blk = a[r0:r1]
-            np.minimum(blk[:, 2:3], bx2, out=wk)
-            np.maximum(blk[:, 0:1], bx1, out=tk)
-            np.subtract(wk, tk, out=wk)
-            np.maximum(wk, 0.0, out=wk)
-            np.minimum(blk[:, 3:4], by2, out=ok)
-            np.maximum(blk[:, 1:2], by1, out=tk)
-            np.subtract(ok, tk, out=ok)
-            np.maximum(ok, 0.0, out=ok)
-            np.multiply(wk, ok, out=wk)                   # intersection
-            np.add(area_a[r0:r1, None], area_b, out=tk)
-            np.subtract(tk, wk, out=tk)                   # union
-            np.divide(wk, tk, out=ok)
-    # union is 0 only when both boxes have zero area (then the intersection is 0 too): 0/0
-    za, zb = area_a == 0, area_b == 0
-    if za.any() and zb.any():
-        out[np.ix_(za, zb)] = 0.0
-    return out
+    union = area_a[:, None] + area_b[None, :] - inter
+    # union is 0 only for two zero-area boxes (their intersection is 0 too): IoU 0, never NaN
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def iou_tf(boxes1, boxes2):
@@ -163,13 +140,13 @@ def iou_tf(boxes1, boxes2):
     """
     import tensorflow as tf
 
-    a, b = _tf_boxes(boxes1, "boxes1"), _tf_boxes(boxes2, "boxes2")
+    a, b = tf_boxes(boxes1, "boxes1"), tf_boxes(boxes2, "boxes2")
     if b.dtype != a.dtype:
         b = tf.cast(b, a.dtype)
-    return _iou_tf_core(a, b)
+    return iou_tf_core(a, b)
 
 
-def _tf_boxes(boxes, name):
+def tf_boxes(boxes, name):
     """A float tensor of boxes, validated with the numpy rules when running eagerly."""
     import tensorflow as tf
 
@@ -185,7 +162,7 @@ def _tf_boxes(boxes, name):
     return t
 
 
-def _iou_tf_core(a, b):
+def iou_tf_core(a, b):
     import tensorflow as tf
 
     ax1, ay1, ax2, ay2 = tf.unstack(a[:, :, None], axis=1)   # (N, 1) each
@@ -201,7 +178,7 @@ def _iou_tf_core(a, b):
 # ============================================================================================
 # NMS
 # ============================================================================================
-def _order(scores: np.ndarray, score_threshold) -> np.ndarray:
+def by_score(scores: np.ndarray, score_threshold) -> np.ndarray:
     """Candidate indices by decreasing score, ties by increasing index, above the threshold."""
     order = np.argsort(-scores, kind="stable")
     return order[scores[order] > (-np.inf if score_threshold is None else score_threshold)]
@@ -216,7 +193,7 @@ def nms_loops(boxes, scores, iou_threshold, max_output_size=None, score_threshol
       score_threshold: consider only scores > it (None: all).
     Returns: int64 ``(K,)`` kept indices in decreasing score order.
     """
-    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    b, s, thr, cap, sthr = check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
     lowest = -np.inf if sthr is None else sthr
     items = [(i, s[i]) for i in range(len(s)) if s[i] > lowest]
     items.sort(key=lambda t: -t[1])  # Python's sort is stable: equal scores keep index order
@@ -245,221 +222,80 @@ def nms_loops(boxes, scores, iou_threshold, max_output_size=None, score_threshol
 
 
 def nms_numpy(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> np.ndarray:
-    """Greedy NMS, vectorized. Same arguments and result as :func:`nms_loops`.
-
-    How: while kept boxes remove many others (piled-up boxes), blocked greedy (:func:`_nms_fast`):
-    the best 64 remaining candidates are resolved among themselves, then suppress the rest in one
-    IoU matrix. Once few boxes are removed per block, the rest goes to :func:`_nms_sweep`: find
-    the pairs that CAN exceed the threshold by a sort-and-sweep along one axis, compute their
-    exact float64 IoU, and resolve the greedy order on that graph in vectorized rounds.
-    """
-    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
-    return _nms_fast(b, _order(s, sthr), thr, cap)
+    """Greedy NMS, vectorized over the remaining boxes. Same arguments and result as
+    :func:`nms_loops`: keep the best remaining box, drop those overlapping it, repeat."""
+    b, s, thr, cap, sthr = check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    return _greedy_numpy(b, by_score(s, sthr), thr, cap)
 
 
-def _nms_fast(b, order, thr, cap, classes=None):
-    """Blocked greedy while the kept boxes remove many others (piled-up boxes, e.g. RPN
-    proposals): the best ``_BLOCK`` remaining candidates are resolved among themselves (a small
-    IoU matrix and a short loop; they are a prefix of the score order, so this is exact), then
-    their kept boxes suppress the rest in one (k, R) IoU matrix. Once a block removes fewer than
-    ``_SWITCH`` boxes, the remaining candidates (none suppressed by the boxes kept so far) go to
-    the sweep. Same answer either way."""
-    kept: list[int] = []
-    rb = b[order]
-    idx = order.astype(np.intp)
-    rc = None if classes is None else classes[order]
-    sweep_ok = True
-    while idx.size and len(kept) < cap:
-        k = min(_BLOCK, idx.size)
-        blk = rb[:k]
-        over = np.triu(_iou_core(blk, blk) > thr, 1)
-        if rc is not None:
-            over &= rc[:k, None] == rc[None, :k]
-        alive = np.ones(k, bool)
-        for i, row in enumerate(over):
-            if alive[i] and row.any():
-                alive &= ~row
-        new = np.flatnonzero(alive)
-        kept.extend(idx[new].tolist())
-        rest = rb[k:]
-        drop = _iou_core(blk[new], rest) > thr
-        if rc is not None:
-            drop &= rc[new][:, None] == rc[None, k:]
-        stay = ~drop.any(axis=0)
-        rb, idx = rest[stay], idx[k:][stay]
-        rc = None if rc is None else rc[k:][stay]
-        if sweep_ok and idx.size and len(kept) < cap and int(stay.size - idx.size) < _SWITCH:
-            sub = _nms_sweep(rb, thr, rc)
-            if sub is not None:
-                kept.extend(idx[sub].tolist())
-                break
-            sweep_ok = False  # too many pairs: blocks are the better tool here
-    return np.array(kept[:cap], dtype=np.int64)
-
-
-_BLOCK = 64
-_SWITCH = 256
-_PAIR_BUDGET = 2_000_000     # candidate pairs handled per chunk
-_PAIR_LIMIT = 12_000_000     # above this, the textbook loop is the better tool
-
-
-def _sweep_counts(lo_edge, width, thr):
-    """Sort boxes by their low edge; box a can only pair (IoU > thr) with a box b starting at or
-    after it if ``b.lo < a.lo + (1 - thr) * a.width`` (the overlap must exceed thr * a.width, as
-    IoU <= overlap / width). Returns the sort order, each box's first and end partner position."""
-    srt = np.argsort(lo_edge, kind="stable")
-    ks = lo_edge[srt]
-    ws = width[srt]
-    # widen the window by a hair: the exact IoU test below decides; the window only prunes
-    reach = ks + (1.0 - thr) * ws * (1.0 + 1e-9) + 1e-9 * (np.abs(ks) + ws) + 1e-300
-    hi = np.searchsorted(ks, reach, side="right")
-    lo = np.arange(1, ks.size + 1)
-    return srt, lo, np.maximum(hi, lo)
-
-
-def _nms_sweep(sb, thr, sc=None):
-    """Kept positions (ascending, i.e. in score order) of greedy NMS on score-sorted boxes
-    ``sb`` (M, 4) float64, or None when too many candidate pairs (caller falls back)."""
-    m = sb.shape[0]
-    x1, y1, x2, y2 = sb[:, 0], sb[:, 1], sb[:, 2], sb[:, 3]
-    w, h = x2 - x1, y2 - y1
-    area = w * h
-    live = np.flatnonzero(area > 0)  # zero-area boxes have IoU 0 with everything: no edges
-    best = None
-    for lo_edge, width in ((x1, w), (y1, h)):
-        srt, lo, hi = _sweep_counts(lo_edge[live], width[live], thr)
-        total = int((hi - lo).sum())
-        if best is None or total < best[0]:
-            best = (total, live[srt], lo, hi)
-    total, ids, lo, hi = best
-    if total > _PAIR_LIMIT:
-        return None
-    cnt = hi - lo
-    ends = np.cumsum(cnt)
-    srcs, dsts = [], []
-    p0 = 0
-    while p0 < ids.size:  # chunks of about _PAIR_BUDGET pairs
-        base = ends[p0 - 1] if p0 else 0
-        p1 = max(p0 + 1, int(np.searchsorted(ends, base + _PAIR_BUDGET, side="right")))
-        c = cnt[p0:p1]
-        n_pairs = int(c.sum())
-        if n_pairs:
-            first = np.repeat(np.arange(p0, p1), c)
-            second = np.arange(n_pairs) - np.repeat(ends[p0:p1] - c - base, c) + np.repeat(lo[p0:p1], c)
-            a, bb = ids[first], ids[second]
-            iw = np.minimum(x2[a], x2[bb])
-            iw -= np.maximum(x1[a], x1[bb])
-            np.maximum(iw, 0.0, out=iw)
-            ih = np.minimum(y2[a], y2[bb])
-            ih -= np.maximum(y1[a], y1[bb])
-            np.maximum(ih, 0.0, out=ih)
-            iw *= ih                                   # intersection
-            union = area[a] + area[bb]
-            union -= iw
-            hit = iw > thr * union if thr > 0 else iw > 0   # cheap pre-test, exact one below
-            a, bb, iw, union = a[hit], bb[hit], iw[hit], union[hit]
-            hit = (iw / union) > thr                   # the same float64 IoU as iou_numpy
-            if sc is not None:
-                hit &= sc[a] == sc[bb]
-            a, bb = a[hit], bb[hit]
-            srcs.append(np.minimum(a, bb))
-            dsts.append(np.maximum(a, bb))
-        p0 = p1
-    src = np.concatenate(srcs) if srcs else np.zeros(0, np.intp)
-    dst = np.concatenate(dsts) if dsts else np.zeros(0, np.intp)
-    return _greedy_on_graph(m, src, dst)
-
-
-def _greedy_on_graph(m, src, dst):
-    """Greedy keep/remove on a suppression graph (edge src -> dst, src earlier in score order):
-    a box is kept iff no earlier KEPT box points at it. Resolved in vectorized rounds: boxes with
-    no live incoming edge are kept, boxes pointed at by a kept box are removed, edges touching
-    resolved boxes are dropped. Long chains finish with a plain loop."""
-    status = np.zeros(m, np.int8)          # 0 unknown, 1 kept, 2 removed
-    for _ in range(64):
-        blocked = np.zeros(m, bool)
-        blocked[dst] = True
-        status[(status == 0) & ~blocked] = 1
-        if dst.size == 0:
-            break
-        status[dst[status[src] == 1]] = 2
-        live = (status[src] == 0) & (status[dst] == 0)
-        src, dst = src[live], dst[live]
-    else:  # a long chain of boxes each suppressing the next: finish sequentially
-        by_src = np.argsort(src, kind="stable")
-        src, dst = src[by_src], dst[by_src]
-        starts = np.searchsorted(src, np.arange(m + 1))
-        for i in np.flatnonzero(status == 0).tolist():
-            if status[i] == 0:
-                status[i] = 1
-                out = dst[starts[i]:starts[i + 1]]
-                status[out[status[out] == 0]] = 2
-    return np.flatnonzero(status == 1)
-
-
-def _nms_greedy_numpy(b, order, thr, cap, classes=None):
-    """Textbook greedy: keep the best remaining candidate, drop the ones it suppresses
-    (only those of its own class when ``classes`` is given)."""
+def _greedy_numpy(b, order, thr, cap):
+    """Greedy NMS over ``order`` (candidate indices, best first)."""
     kept = []
-    remaining = order
-    while remaining.size and len(kept) < cap:
-        i = remaining[0]
-        kept.append(i)
-        rest = remaining[1:]
-        ious = _iou_core(b[i:i + 1], b[rest])[0]
-        drop = ious > thr
-        if classes is not None:
-            drop &= classes[rest] == classes[i]
-        remaining = rest[~drop]
+    while order.size and len(kept) < cap:
+        best, order = order[0], order[1:]
+        kept.append(best)
+        order = order[pairwise_iou(b[best:best + 1], b[order])[0] <= thr]
     return np.array(kept, dtype=np.int64)
 
 
 def nms_tf(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None):
-    """Greedy NMS in pure TensorFlow (a tf.while_loop, not tf.image.non_max_suppression).
+    """Greedy NMS in pure TensorFlow (a ``tf.while_loop``, not ``tf.image.non_max_suppression``).
 
     Same arguments and result as :func:`nms_loops`; tensors in, an int64 tensor out. Works under
-    ``tf.function``; ``iou_threshold``, ``max_output_size`` and ``score_threshold`` may be
-    Python numbers or scalar tensors.
+    ``tf.function(jit_compile=True)``; ``iou_threshold``, ``max_output_size`` and
+    ``score_threshold`` may be Python numbers or scalar tensors.
     """
-    return _nms_tf(boxes, scores, None, iou_threshold, max_output_size, score_threshold)
+    return _greedy_tf(*tf_nms_args(boxes, scores, None, iou_threshold, max_output_size,
+                                   score_threshold))
 
 
-_TILE = 256
-
-
-def _nms_tf(boxes, scores, classes, iou_threshold, max_output_size, score_threshold):
-    """Validate (eagerly when possible), then run the tiled greedy NMS graph."""
+def _greedy_tf(b, s, c, thr, cap, sthr):
+    """Greedy NMS on tensors: boxes ``(N, 4)``, scores ``(N,)``, classes int64 ``(N,)``."""
     import tensorflow as tf
 
-    b = _tf_boxes(boxes, "boxes")
+    if b.shape[0] == 0:
+        return tf.zeros([0], tf.int64)
+    n = b.shape[0] if b.shape[0] is not None else tf.shape(b)[0]   # static when known
+    order = tf.math.top_k(s, k=n).indices        # decreasing score, ties by increasing index
+    sb, sc = tf.gather(b, order), tf.gather(c, order)
+    # suppresses[i, j]: box i, once kept, removes box j (same class, IoU above the threshold)
+    suppresses = (iou_tf_core(sb, sb) > thr) & tf.equal(sc[:, None], sc[None, :])
+    live = tf.gather(s, order) > sthr             # candidates not yet kept or suppressed
+
+    def step(live, keep, count):
+        i = tf.reduce_min(tf.where(live, tf.range(n), n))     # the best live box
+        mine = tf.equal(tf.range(n), i)
+        return live & ~tf.gather(suppresses, i) & ~mine, keep | mine, count + 1
+
+    _, keep, _ = tf.while_loop(lambda live, keep, count: tf.reduce_any(live) & (count < cap),
+                               step, (live, tf.zeros([n], tf.bool), tf.constant(0)))
+    return tf.cast(tf.boolean_mask(order, keep), tf.int64)
+
+
+def tf_nms_args(boxes, scores, classes, iou_threshold, max_output_size, score_threshold):
+    """Tensors for the TF NMS tiers: boxes, scores (boxes' dtype), classes (int64, all 0 when
+    None), threshold, cap (int32) and score threshold; checked with the numpy rules when
+    running eagerly."""
+    import tensorflow as tf
+
+    b = tf_boxes(boxes, "boxes")
     s = tf.convert_to_tensor(scores)
     if s.shape.rank is not None and s.shape.rank != 1:
         raise ValueError(f"scores: expected shape (N,), one score per box, got shape {tuple(s.shape)}")
-    eager = tf.executing_eagerly()
-    if eager:
-        _check_nms_args(b.numpy(), s.numpy(), float(iou_threshold),
-                        None if max_output_size is None else int(max_output_size),
-                        None if score_threshold is None else float(score_threshold))
+    if tf.executing_eagerly():
+        check_nms_args(b.numpy(), s.numpy(), float(iou_threshold),
+                       None if max_output_size is None else int(max_output_size),
+                       None if score_threshold is None else float(score_threshold))
     s = tf.cast(s, b.dtype)
     n = tf.shape(b)[0]
-    cap = n if max_output_size is None else tf.cast(max_output_size, tf.int32)
-    thr = _tf_scalar(iou_threshold, b.dtype)
-    sthr = _tf_scalar(float("-inf") if score_threshold is None else score_threshold, b.dtype)
+    cap = n if max_output_size is None else tf.minimum(tf.cast(max_output_size, tf.int32), n)
+    thr = tf_scalar(iou_threshold, b.dtype)
+    sthr = tf_scalar(float("-inf") if score_threshold is None else score_threshold, b.dtype)
     c = tf.zeros([n], tf.int64) if classes is None else tf.cast(classes, tf.int64)
-    if eager:  # compiled once per dtype and per number of tiles, not a Python-speed eager loop
-        nb = int(b.shape[0])
-        if nb == 0:
-            return tf.zeros([0], tf.int64)
-        pad = -nb % _TILE  # padded boxes score -inf: never candidates (-inf > sthr is false)
-        bp = tf.pad(b, [[0, pad], [0, 0]])
-        sp = tf.pad(s, [[0, pad]], constant_values=float("-inf"))
-        cp = tf.pad(c, [[0, pad]])
-        # XLA pays off on large inputs; small ones skip its compile time
-        return _nms_tf_graph(b.dtype, nb > 2 * _TILE)(bp, sp, cp, thr, tf.minimum(cap, nb), sthr)
-    return _nms_tf_tiled(b, s, c, thr, cap, sthr)
+    return b, s, c, thr, cap, sthr
 
 
-def _tf_scalar(value, dtype):
+def tf_scalar(value, dtype):
     """A scalar of ``dtype``; a Python float goes straight to ``dtype`` (tf.cast(0.7, float64)
     would round through float32 first and move the threshold)."""
     import tensorflow as tf
@@ -469,91 +305,21 @@ def _tf_scalar(value, dtype):
     return tf.cast(value, dtype)
 
 
-_GRAPHS: dict = {}
-
-
-def _nms_tf_graph(dtype, jit):
+def tf_classes(classes, boxes):
+    """Class ids as an int64 tensor ``(N,)``, checked with the numpy rules when eager."""
     import tensorflow as tf
 
-    if (dtype, jit) not in _GRAPHS:
-        _GRAPHS[dtype, jit] = tf.function(_nms_tf_tiled, jit_compile=jit, input_signature=[
-            tf.TensorSpec([None, 4], dtype), tf.TensorSpec([None], dtype),
-            tf.TensorSpec([None], tf.int64), tf.TensorSpec([], dtype),
-            tf.TensorSpec([], tf.int32), tf.TensorSpec([], dtype)])
-    return _GRAPHS[dtype, jit]
-
-
-def _nms_tf_tiled(b, s, c, thr, cap, sthr):
-    """Greedy NMS on fixed-size tiles of the score-sorted boxes (static shapes inside the loop,
-    so XLA can compile it; only the final boolean mask and slice have a data-dependent size).
-
-    Tile t is first suppressed by the boxes kept so far (kept boxes are appended to a buffer,
-    compared one (T, T) IoU block at a time), then by itself:
-    x <- candidates & ~any_i(x[i] & (IoU[i, j] > thr) & (i < j)), iterated to its fixed point,
-    which is the greedy answer (box k's state is final after k + 1 steps).
-    """
-    import tensorflow as tf
-
-    T = _TILE
-    if b.shape[0] == 0:
-        return tf.zeros([0], tf.int64)
-    n = tf.shape(b)[0]
-    # decreasing score, equal scores by increasing index (top_k is stable that way)
-    order = tf.math.top_k(s, k=n, sorted=True).indices
-    valid = tf.gather(s, order) > sthr
-    num_tiles = tf.maximum((n + T - 1) // T, 1)  # at least one (padded) tile, even for n = 0
-    pad = num_tiles * T - n
-    sb = tf.reshape(tf.pad(tf.gather(b, order), [[0, pad], [0, 0]]), [num_tiles, T, 4])
-    sc = tf.reshape(tf.pad(tf.gather(c, order), [[0, pad]]), [num_tiles, T])
-    valid = tf.reshape(tf.pad(valid, [[0, pad]]), [num_tiles, T])
-    upper = tf.linalg.band_part(tf.ones([T, T], tf.bool), 0, -1) & ~tf.eye(T, dtype=tf.bool)
-    lane = tf.range(T)
-
-    def over(bi, ci, bj, cj):
-        return (_iou_tf_core(bi, bj) > thr) & tf.equal(ci[:, None], cj[None, :])
-
-    def tile_body(t, keep, kb, kc, count):
-        tb, tc, cand = sb[t], sc[t], valid[t]
-
-        def cross_body(j, cand):
-            live = j * T + lane < count
-            hit = over(kb[j], kc[j], tb, tc) & live[:, None]
-            return j + 1, cand & ~tf.reduce_any(hit, axis=0)
-
-        _, cand = tf.while_loop(lambda j, cand: (j * T < count) & tf.reduce_any(cand),
-                                cross_body, (0, cand))
-        self_over = over(tb, tc, tb, tc) & upper
-
-        def self_body(x, _):
-            new = cand & ~tf.reduce_any(self_over & x[:, None], axis=0)
-            return new, tf.reduce_any(new != x)
-
-        cand, _ = tf.while_loop(lambda x, changed: changed, self_body, (cand, tf.constant(True)))
-        # append the kept boxes of this tile to the buffer (the others go to a scratch tile)
-        pos = tf.where(cand, count + tf.cumsum(tf.cast(cand, tf.int32)) - 1, num_tiles * T + lane)
-        where = tf.stack([pos // T, pos % T], axis=1)
-        kb = tf.tensor_scatter_nd_update(kb, where, tb)
-        kc = tf.tensor_scatter_nd_update(kc, where, tc)
-        keep = tf.tensor_scatter_nd_update(keep, [[t]], cand[None])
-        return t + 1, keep, kb, kc, count + tf.reduce_sum(tf.cast(cand, tf.int32))
-
-    first_valid = tf.pad(valid[:, 0], [[0, 1]])  # a tile starting with a non-candidate ends the scan
-
-    def more(t, keep, kb, kc, count):
-        return (t < num_tiles) & (count < cap) & first_valid[t]
-
-    init = (0, tf.zeros([num_tiles, T], tf.bool), tf.zeros([num_tiles + 1, T, 4], b.dtype),
-            tf.zeros([num_tiles + 1, T], c.dtype), tf.constant(0))
-    _, keep, _, _, _ = tf.while_loop(more, tile_body, init)
-    keep = tf.reshape(keep, [-1])
-    keep &= tf.cumsum(tf.cast(keep, tf.int32)) <= cap  # a mask, not a slice: cap stays a runtime value
-    return tf.cast(tf.boolean_mask(tf.pad(order, [[0, pad]]), keep), tf.int64)
+    c = tf.convert_to_tensor(classes)
+    if c.shape.rank is not None and c.shape.rank != 1:
+        raise ValueError(f"classes: expected shape (N,), one class per box, got shape {tuple(c.shape)}")
+    if tf.executing_eagerly():
+        check_classes(c.numpy(), int(tf.shape(tf.convert_to_tensor(boxes))[0]))
+    return tf.cast(c, tf.int64)
 
 
 # -- class-aware NMS ----------------------------------------------------------------------------
-# Strategy (numpy, TF): one greedy pass over all boxes in score order, where a kept box only
-# suppresses boxes of its own class (cross-class IoU is ignored); the loops tier runs NMS per class
-# and merges by score, a different route to the same answer that the tests compare.
+# The loops and numpy tiers run NMS per class and merge by score; the TF tier runs one greedy
+# pass where a kept box only suppresses boxes of its own class: two routes to the same answer.
 def batched_nms_loops(boxes, scores, classes, iou_threshold, max_output_size=None,
                       score_threshold=None) -> np.ndarray:
     """Class-aware NMS with loops: boxes of different classes never suppress each other.
@@ -561,8 +327,8 @@ def batched_nms_loops(boxes, scores, classes, iou_threshold, max_output_size=Non
     Args: as :func:`nms_loops`, plus ``classes`` int ``(N,)``. Returns int64 kept indices in
     decreasing score order (ties by index) across all classes.
     """
-    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
-    c = _check_classes(classes, b.shape[0])
+    b, s, thr, cap, sthr = check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    c = check_classes(classes, b.shape[0])
     kept: list[int] = []
     for cls in sorted(set(c.tolist())):
         idx = [i for i in range(len(c)) if c[i] == cls]
@@ -574,23 +340,19 @@ def batched_nms_loops(boxes, scores, classes, iou_threshold, max_output_size=Non
 
 def batched_nms_numpy(boxes, scores, classes, iou_threshold, max_output_size=None,
                       score_threshold=None) -> np.ndarray:
-    """Class-aware NMS, vectorized. Same arguments and result as :func:`batched_nms_loops`."""
-    b, s, thr, cap, sthr = _check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
-    c = _check_classes(classes, b.shape[0])
-    return _nms_fast(b, _order(s, sthr), thr, cap, classes=c)
+    """Class-aware NMS: :func:`nms_numpy` within each class, the survivors merged by score.
+    Same arguments and result as :func:`batched_nms_loops`."""
+    b, s, thr, cap, sthr = check_nms_args(boxes, scores, iou_threshold, max_output_size, score_threshold)
+    c = check_classes(classes, b.shape[0])
+    kept = [members[_greedy_numpy(b[members], by_score(s[members], sthr), thr, cap)]
+            for members in (np.flatnonzero(c == k) for k in np.unique(c))]
+    kept = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    return kept[np.lexsort((kept, -s[kept]))][:cap].astype(np.int64)
 
 
 def batched_nms_tf(boxes, scores, classes, iou_threshold, max_output_size=None,
                    score_threshold=None):
     """Class-aware NMS in TensorFlow; tensors in, an int64 tensor out. Same arguments and
     result as :func:`batched_nms_loops`."""
-    import tensorflow as tf
-
-    c = tf.convert_to_tensor(classes)
-    if c.shape.rank is not None and c.shape.rank != 1:
-        raise ValueError(f"classes: expected shape (N,), one class per box, got shape {tuple(c.shape)}")
-    if tf.executing_eagerly():
-        _check_classes(c.numpy(), int(tf.shape(tf.convert_to_tensor(boxes))[0]))
-    if c.dtype.is_floating:
-        c = tf.cast(c, tf.int64)
-    return _nms_tf(boxes, scores, c, iou_threshold, max_output_size, score_threshold)
+    return _greedy_tf(*tf_nms_args(boxes, scores, tf_classes(classes, boxes), iou_threshold,
+                                   max_output_size, score_threshold))
