@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make the course's trained weights ready: ./download_checkpoint.sh [--help]
 #
-# A thin wrapper: the logic (sha256 checks, download, atomic unpack) lives in
-# workshop/checkpoint.py, run as `python -m workshop.checkpoint`. Works with bash 3.2 (macOS).
+# A thin wrapper: the logic (sha256 checks, download, atomic unpack) lives in the package
+# workshop/checkpoint/, run as `python -m workshop.checkpoint`. Works with bash 3.2 (macOS).
 # Python: $PYTHON if set, else .venv/bin/python in the repository, else python3.
 set -eu
 
@@ -20,8 +20,8 @@ else
     exit 1
 fi
 
-# The module needs only the standard library, so it runs even before the requirements are
-# installed: put the repository first on the import path.
+# Unpacking the shipped archive needs only the standard library, so it runs even before the
+# requirements are installed (a download needs Keras): put the repository first on the path.
 PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH
 WORKSHOP_CHECKPOINT_PROG=$(basename "$0")

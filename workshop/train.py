@@ -6,12 +6,21 @@ progress bars, TensorBoard logs (``--logs``), ``ModelCheckpoint`` (best weights)
 figures it reached into ``--out`` (default ``build/checkpoint``). ``--tiny`` trains for seconds
 on a handful of images (for tests); the defaults reproduce the shipped checkpoint on a 2-core
 CPU in a few minutes per model.
+
+:func:`build_checkpoint` (``./download_checkpoint.sh --build``) retrains every model in a
+subprocess and packs the course checkpoint from what it wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +244,60 @@ def train(names, out: Path, tiny: bool = False, seed: int = 0, logs: Path | None
     for stale in out.glob("*.best.weights.h5"):
         stale.unlink()
     return figures
+
+
+def build_checkpoint(train_dir: str | os.PathLike | None = None, say=print) -> dict:
+    """Retrain everything with ``python -m workshop.train all --out DIR``, pack the checkpoint
+    archive and rewrite the manifest beside it, then install it. Returns the new manifest.
+
+    Contract with the trainer (run from the repository root): it writes at least one
+    ``<model>*.weights.h5`` or ``<model>*.keras`` for each of :data:`MODELS` and a
+    ``metrics.json`` of figures into DIR. Every ``*.weights.h5`` / ``*.keras`` there is packed,
+    except ``*.best.weights.h5`` (ModelCheckpoint's leftovers).
+
+    Environment: ``WORKSHOP_TRAIN_MODULE`` (the trainer; default ``workshop.train``),
+    ``WORKSHOP_TRAIN_DIR`` (DIR; default ``build/checkpoint-train``), ``WORKSHOP_TRAIN_ARGS``
+    (extra trainer arguments, e.g. ``--tiny`` for a smoke test), ``WORKSHOP_CHECKPOINT_MANIFEST``
+    (where the manifest and archive are written).
+    """
+    from .checkpoint import ARCHIVE_NAME, METRICS, ROOT, CheckpointError, manifest_path, pack, prepare
+
+    module = os.environ.get("WORKSHOP_TRAIN_MODULE", "workshop.train")
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise CheckpointError(f"--build runs `python -m {module} all`, but there is no module "
+                              f"{module}; the shipped archive and manifest are unchanged")
+    train_dir = train_dir or os.environ.get("WORKSHOP_TRAIN_DIR")
+    out = Path(train_dir) if train_dir else ROOT / "build" / "checkpoint-train"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    cmd = [sys.executable, "-m", module, "all", "--out", str(out),
+           *shlex.split(os.environ.get("WORKSHOP_TRAIN_ARGS", ""))]
+    say("Training: " + " ".join(cmd))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p))
+    rc = subprocess.run(cmd, env=env, cwd=ROOT, check=False).returncode
+    if rc != 0:
+        raise CheckpointError(f"training failed (`{' '.join(cmd)}` exited {rc}); the shipped "
+                              "archive and manifest are unchanged")
+    files = sorted(p for p in out.iterdir() if p.is_file()
+                   and p.name.endswith((".weights.h5", ".keras"))
+                   and not p.name.endswith(".best.weights.h5"))
+    missing = [m for m in MODELS if not any(f.name.startswith(m) for f in files)]
+    if missing:
+        raise CheckpointError(f"training finished but wrote no weights for {', '.join(missing)}"
+                              f" in {out} (expected <model>*.weights.h5 or <model>*.keras)")
+    if not (out / METRICS).is_file():
+        raise CheckpointError(f"training finished but wrote no {out / METRICS}")
+    mpath = manifest_path()
+    man = pack(files + [out / METRICS], mpath.parent / ARCHIVE_NAME, mpath, None)
+    say(f"Packed {mpath.parent / ARCHIVE_NAME} ({man['archive']['size'] / 2**20:.2f} MB, sha256 "
+        f"{man['archive']['sha256']}) and rewrote {mpath}. Commit both.")
+    say(prepare(url="", force=True, say=say).message)
+    return man
 
 
 def main(argv=None) -> int:
