@@ -178,11 +178,14 @@ def _median_seconds(fn: Callable, args: tuple, kwargs: dict, repeat: int, budget
 
 
 def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwargs: dict | None = None,
-                repeat: int = 5, budget: float = 5.0, reference_tiers=("numpy",), as_tensors=()) -> list[dict]:
-    """Time each of ``functions`` (e.g. ``{"your loops": iou_loops, "your numpy": iou_numpy}``)
-    and the reference tiers on the same inputs; print the median times and the speedups over
-    the first function and over the reference, each with 3 significant digits (a speedup below
-    1 is a slowdown: 0.0025x is 400 times slower). Unimplemented functions are skipped.
+                repeat: int = 5, budget: float = 5.0, reference_tiers=("numpy",), as_tensors=(),
+                industry: bool = False) -> list[dict]:
+    """Time each of ``functions`` (e.g. ``{"your loops": iou_loops, "your numpy": iou_numpy}``),
+    the reference tiers (the textbook versions), their tuned kernels (how fast the same
+    algorithm can get) and, with ``industry``, the libraries' own ops, on the same inputs; print
+    the median times and the speedups over the first function and over the reference, each with
+    3 significant digits (a speedup below 1 is a slowdown: 0.0025x is 400 times slower).
+    Unimplemented functions are skipped.
 
     ``as_tensors`` names entries of ``functions`` that take TF tensors (they get the array
     arguments as ``tf.constant``). Returns the table as a list of dicts.
@@ -197,7 +200,7 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
     rows = []
     for label, fn in entries.items():
         call_args, call_kwargs = args, kwargs
-        if label in as_tensors or label == "reference tf":
+        if label in as_tensors or label in ("reference tf", "tuned kernel tf"):
             import tensorflow as tf
 
             conv = lambda v: tf.constant(v) if isinstance(v, np.ndarray) else v  # noqa: E731
@@ -206,12 +209,22 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
         try:
             fn(*call_args, **call_kwargs)  # warm-up (and tracing for tf.function)
         except NotImplementedError:
+    from .exercises.spec import resolve
             rows.append({"implementation": label, "seconds": None, "note": NOT_IMPLEMENTED})
             continue
         except Exception as err:  # a half-finished answer must not stop the timing cell
             rows.append({"implementation": label, "seconds": None,
                          "note": f"error: {type(err).__name__}"})
             continue
+    for tier in reference_tiers:
+        if tier in ex.kernels:
+            entries[f"tuned kernel {tier}"] = ex.kernel(tier)
+    if industry:
+        for name in ex.baselines:
+            try:
+                entries[f"industry: {name}"] = resolve(ex.baselines[name])
+            except ImportError:   # an optional library (see requirements-bench.txt)
+                continue
         rows.append({"implementation": label,
                      "seconds": _median_seconds(fn, call_args, call_kwargs, repeat, budget)})
     timed = [r for r in rows if r["seconds"] is not None]

@@ -19,6 +19,7 @@ from . import register
 from .spec import Case, Exercise, Mistake, Output
 
 REF = "workshop.reference.roi"
+KERNELS = "workshop.kernels.roi"
 
 
 def _size(output_size) -> tuple[int, int]:
@@ -387,6 +388,7 @@ ROI_POOL = register(Exercise(
     signature="roi_pool(feature_map, rois, output_size, spatial_scale)",
     summary="Fast R-CNN RoI max pooling: quantised regions, inclusive widths, C rounding, covering bins.",
     tiers={"loops": f"{REF}:roi_pool_loops", "numpy": f"{REF}:roi_pool_numpy", "tf": f"{REF}:roi_pool_tf"},
+    kernels={"numpy": f"{KERNELS}:roi_pool_numpy", "tf": f"{KERNELS}:roi_pool_tf"},
     edge_cases=_pool_edge_cases,
     random_case=_pool_random_case,
     outputs=(Output("pooled", "float", rtol=1e-4, atol=1e-4, strict_atol=1e-6),),
@@ -444,6 +446,7 @@ ROI_ALIGN = register(Exercise(
     summary="RoI align (aligned=True): half-pixel shift, bilinear samples averaged per bin, "
             "torchvision's border rule.",
     tiers={"loops": f"{REF}:roi_align_loops", "numpy": f"{REF}:roi_align_numpy", "tf": f"{REF}:roi_align_tf"},
+    kernels={"numpy": f"{KERNELS}:roi_align_numpy"},
     edge_cases=_align_edge_cases,
     random_case=_align_random_case,
     outputs=(Output("aligned", "float", rtol=1e-4, atol=1e-4, strict_atol=1e-5),),

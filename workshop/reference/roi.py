@@ -19,8 +19,8 @@ RoI pooling (torchvision ``roi_pool``, Caffe's Fast R-CNN layer)
    region. Computed in integers here (torchvision uses floats: same result barring round-off).
 4. Each output is the maximum over its bin; an empty bin (clipped away) gives 0.
 
-The numpy and TF tiers answer every bin with four look-ups in a table of power-of-two block
-maxima (a 2-D "sparse table"), so a bin costs the same whatever its size.
+These are the textbook versions a learner compares with; :mod:`workshop.kernels.roi` has
+the tuned ones (a table of power-of-two block maxima: four look-ups per bin, whatever its size).
 
 RoI align (torchvision ``roi_align(..., aligned=True)``, Detectron2 ``ROIAlignV2``)
 ---------------------------------------------------------------------------------
@@ -65,9 +65,6 @@ __all__ = [
     "crop_and_resize_pool_baseline", "roi_align_crop_and_resize", "c_round",
 ]
 
-_CHUNK_ELEMENTS = 1 << 22   # numpy tiers: process regions in chunks of about this many elements
-
-
 # -- validation (shared by every tier) --------------------------------------------------------
 def _output_size(output_size) -> tuple[int, int]:
     """``(ph, pw)`` as Python ints >= 1 from an int or a pair."""
@@ -96,7 +93,7 @@ def _spatial_scale(spatial_scale) -> float:
     return scale
 
 
-def _sampling_ratio(sampling_ratio) -> int:
+def check_sampling_ratio(sampling_ratio) -> int:
     if not isinstance(sampling_ratio, numbers.Integral) or isinstance(sampling_ratio, bool):
         raise ValueError(f"sampling_ratio: expected an int (<= 0 for adaptive), got {sampling_ratio!r}")
     return int(sampling_ratio)
@@ -113,7 +110,7 @@ def _feature_map(feature_map) -> np.ndarray:
     return fm
 
 
-def _check(feature_map, rois, output_size, spatial_scale):
+def check_roi_args(feature_map, rois, output_size, spatial_scale):
     return (_feature_map(feature_map), as_boxes(rois, name="rois"), _output_size(output_size),
             _spatial_scale(spatial_scale))
 
@@ -141,7 +138,7 @@ def roi_pool_loops(feature_map, rois, output_size, spatial_scale):
     Returns:
       float64 ``(R, ph, pw, C)``; empty bins are 0. See the module docstring for the bin rule.
     """
-    fm, boxes, (ph, pw), scale = _check(feature_map, rois, output_size, spatial_scale)
+    fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
     height, width, channels = fm.shape
     out = np.zeros((len(boxes), ph, pw, channels))
     for r, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
@@ -161,86 +158,46 @@ def roi_pool_loops(feature_map, rois, output_size, spatial_scale):
     return out
 
 
-def _pool_ranges_np(start, length, n_bins, size):
-    """``(R, n_bins)`` int64 ``lo, hi`` of every bin (vectorized :func:`_pool_extents`)."""
+def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
+    """Fast R-CNN RoI max pooling, vectorized over regions and bins (float64).
+
+    Same contract as :func:`roi_pool_loops`. The only Python loop is over the offsets inside a
+    bin (as many as the largest bin has rows and columns), never over regions or bins.
+    """
+    fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
+    height, width, channels = fm.shape
+    q = c_round(boxes * scale).astype(np.int64)                  # x1', y1', x2', y2'
+    left, right = _bins(q[:, 0], np.maximum(q[:, 2] - q[:, 0] + 1, 1), pw, width)   # (R, pw)
+    top, bottom = _bins(q[:, 1], np.maximum(q[:, 3] - q[:, 1] + 1, 1), ph, height)  # (R, ph)
+    out = np.full((len(boxes), ph, pw, channels), -np.inf)
+    for dy in range(int((bottom - top).max(initial=0))):
+        rows = top + dy
+        for dx in range(int((right - left).max(initial=0))):
+            cols = left + dx
+            inside = (rows < bottom)[:, :, None] & (cols < right)[:, None, :]   # (R, ph, pw)
+            values = fm[np.minimum(rows, height - 1)[:, :, None], np.minimum(cols, width - 1)[:, None, :]]
+            out = np.where(inside[..., None], np.maximum(out, values), out)
+    empty = (bottom <= top)[:, :, None] | (right <= left)[:, None, :]
+    out[empty] = 0.0
+    return out
+
+
+def _bins(start, length, n_bins, size):
+    """First and one-past-last cell of every bin, int64 ``(R, n_bins)`` each (the loops tier's
+    rule, vectorized: floor for the start, ceiling for the end, clipped to the map)."""
     j = np.arange(n_bins, dtype=np.int64)
     lo = (j * length[:, None]) // n_bins + start[:, None]
     hi = -((-(j + 1) * length[:, None]) // n_bins) + start[:, None]
     return np.clip(lo, 0, size), np.clip(hi, 0, size)
 
 
-def _floor_log2(n, levels: int):
-    """floor(log2(n)) of an int array ``n >= 1``, for results below ``levels`` (exact, no floats)."""
-    k = np.zeros_like(n)
-    for j in range(1, levels):
-        k += n >= (1 << j)
-    return k
-
-
-def _block_max_np(fm: np.ndarray, ly: int, lx: int) -> np.ndarray:
-    """``table[a, b, h, w] = max(fm[h : h + 2**a, w : w + 2**b])``, shape ``(ly, lx, H, W, C)``.
-
-    Entries whose block sticks out of the map hold a smaller block's maximum; queries never read
-    them. Built by doubling: a ``2**a`` block is the max of two ``2**(a-1)`` blocks.
-    """
-    height, width = fm.shape[:2]
-    table = np.empty((ly, lx) + fm.shape)
-    table[0, 0] = fm
-    for b in range(1, lx):
-        half = 1 << (b - 1)
-        table[0, b] = table[0, b - 1]
-        table[0, b, :, : width - half] = np.maximum(table[0, b - 1, :, : width - half],
-                                                    table[0, b - 1, :, half:])
-    for a in range(1, ly):
-        half = 1 << (a - 1)
-        table[a] = table[a - 1]
-        table[a, :, : height - half] = np.maximum(table[a - 1, :, : height - half],
-                                                  table[a - 1, :, half:])
-    return table
-
-
-def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
-    """Fast R-CNN RoI max pooling, vectorized (float64).
-
-    Same contract as :func:`roi_pool_loops`. A range maximum is the maximum of two overlapping
-    power-of-two blocks (``max(x[a:b]) = max(block(a), block(b - 2**k))`` with
-    ``k = floor(log2(b - a))``), in 2-D four blocks: a table of block maxima is built once per
-    map, then every bin is four gathers, whatever its size.
-    """
-    fm, boxes, (ph, pw), scale = _check(feature_map, rois, output_size, spatial_scale)
-    height, width, channels = fm.shape
-    n = len(boxes)
-    out = np.zeros((n, ph, pw, channels))
-    if n == 0 or height == 0 or width == 0 or channels == 0:
-        return out
-    q = c_round(boxes * scale).astype(np.int64)                  # x1', y1', x2', y2'
-    rw = np.maximum(q[:, 2] - q[:, 0] + 1, 1)
-    rh = np.maximum(q[:, 3] - q[:, 1] + 1, 1)
-    w0, w1 = _pool_ranges_np(q[:, 0], rw, pw, width)             # (R, pw)
-    h0, h1 = _pool_ranges_np(q[:, 1], rh, ph, height)            # (R, ph)
-    bh, bw = int((h1 - h0).max()), int((w1 - w0).max())          # largest bin (after clipping)
-    if bh <= 0 or bw <= 0:
-        return out                                               # every bin is empty
-    ly, lx = bh.bit_length(), bw.bit_length()                    # levels 0 .. floor(log2(size))
-    table = _block_max_np(fm, ly, lx)
-    ky = _floor_log2(np.maximum(h1 - h0, 1), ly)                 # (R, ph)
-    kx = _floor_log2(np.maximum(w1 - w0, 1), lx)                 # (R, pw)
-    tops = [np.clip(h0, 0, height - 1), np.clip(h1 - (1 << ky), 0, height - 1)]
-    lefts = [np.clip(w0, 0, width - 1), np.clip(w1 - (1 << kx), 0, width - 1)]
-    a, b = ky[:, :, None], kx[:, None, :]
-    out = np.max([table[a, b, t[:, :, None], l[:, None, :]] for t in tops for l in lefts], axis=0)
-    empty = (h1 <= h0)[:, :, None] | (w1 <= w0)[:, None, :]      # (R, ph, pw)
-    out[empty] = 0.0
-    return out
-
-
-def _tf_checks(feature_map, rois, output_size, spatial_scale, sampling_ratio=None):
+def check_roi_args_tf(feature_map, rois, output_size, spatial_scale, sampling_ratio=None):
     """Static checks always; value checks (naming the bad row) when running eagerly."""
     import tensorflow as tf
 
     size = _output_size(output_size)
     if sampling_ratio is not None:
-        _sampling_ratio(sampling_ratio)
+        check_sampling_ratio(sampling_ratio)
     fm = tf.convert_to_tensor(feature_map)
     if not fm.dtype.is_floating:
         fm = tf.cast(fm, tf.float32)
@@ -259,97 +216,41 @@ def _tf_checks(feature_map, rois, output_size, spatial_scale, sampling_ratio=Non
     return fm, boxes, size, scale
 
 
-def _tf_c_round(x):
+def c_round_tf(x):
     import tensorflow as tf
 
     return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)   # tf.round rounds half to even
-
-
-def _block_max_tf(fm, ly: int, lx: int):
-    """TF twin of :func:`_block_max_np` (static ``H``, ``W``): ``(ly, lx, H, W, C)``."""
-    import tensorflow as tf
-
-    height, width = fm.shape[0], fm.shape[1]
-    cols = [fm]
-    for b in range(1, lx):
-        prev, half = cols[-1], 1 << (b - 1)
-        cols.append(tf.concat([tf.maximum(prev[:, : width - half], prev[:, half:]),
-                               prev[:, width - half:]], axis=1))
-    levels = []
-    for col in cols:
-        rows = [col]
-        for a in range(1, ly):
-            prev, half = rows[-1], 1 << (a - 1)
-            rows.append(tf.concat([tf.maximum(prev[: height - half], prev[half:]),
-                                   prev[height - half:]], axis=0))
-        levels.append(tf.stack(rows))            # (ly, H, W, C)
-    return tf.stack(levels, axis=1)              # (ly, lx, H, W, C)
 
 
 def roi_pool_tf(feature_map, rois, output_size, spatial_scale):
     """Fast R-CNN RoI max pooling in pure TF (works under ``tf.function(jit_compile=True)``).
 
     Args: as :func:`roi_pool_loops`; tensors or arrays; ``output_size`` a Python int or pair.
-    Returns: ``(R, ph, pw, C)`` tensor of the feature map's float dtype.
-    With a static ``H, W``: the block-maximum table of :func:`roi_pool_numpy`, with every level
-    up to ``floor(log2(H))`` (the levels must not depend on the data), then four gathers per bin.
-    Without (a shape-relaxed trace): a masked separable maximum, which XLA fuses into the
-    reductions (the ``(R, pw, H, W, C)`` broadcast is computed, not stored; slower).
+    Returns: ``(R, ph, pw, C)`` tensor of the feature map's float dtype. A masked separable
+    maximum: first over each bin's columns, then over its rows (XLA fuses the masks into the
+    reductions).
     """
     import tensorflow as tf
 
-    fm, boxes, (ph, pw), scale = _tf_checks(feature_map, rois, output_size, spatial_scale)
+    fm, boxes, (ph, pw), scale = check_roi_args_tf(feature_map, rois, output_size, spatial_scale)
     height, width = tf.shape(fm, out_type=tf.int64)[0], tf.shape(fm, out_type=tf.int64)[1]
-    q = tf.cast(_tf_c_round(boxes * scale), tf.int64)
-    rw = tf.maximum(q[:, 2] - q[:, 0] + 1, 1)
-    rh = tf.maximum(q[:, 3] - q[:, 1] + 1, 1)
+    q = tf.cast(c_round_tf(boxes * scale), tf.int64)
 
-    def ranges(start, length, n_bins, size):
+    def bins(start, length, n_bins, size):
         j = tf.range(n_bins, dtype=tf.int64)
         lo = tf.math.floordiv(j * length[:, None], n_bins) + start[:, None]
         hi = -tf.math.floordiv(-(j + 1) * length[:, None], n_bins) + start[:, None]
         return tf.clip_by_value(lo, 0, size), tf.clip_by_value(hi, 0, size)
 
-    w0, w1 = ranges(q[:, 0], rw, pw, width)
-    h0, h1 = ranges(q[:, 1], rh, ph, height)
-    empty = (h1 <= h0)[:, :, None] | (w1 <= w0)[:, None, :]
-    static_h, static_w = fm.shape[0], fm.shape[1]
-    if static_h is not None and static_w is not None:
-        if static_h == 0 or static_w == 0 or fm.shape[2] == 0:   # gather_nd rejects empty params
-            return tf.zeros([tf.shape(boxes)[0], ph, pw, tf.shape(fm)[2]], fm.dtype)
-        ly, lx = static_h.bit_length(), static_w.bit_length()
-        table = _block_max_tf(fm, ly, lx)
-
-        def level(length, levels):
-            return tf.add_n([tf.cast(length >= (1 << j), tf.int64) for j in range(1, levels)]
-                            + [tf.zeros_like(length)])
-
-        ky, kx = level(h1 - h0, ly), level(w1 - w0, lx)
-        tops = [tf.clip_by_value(h0, 0, height - 1),
-                tf.clip_by_value(h1 - tf.bitwise.left_shift(tf.ones_like(ky), ky), 0, height - 1)]
-        lefts = [tf.clip_by_value(w0, 0, width - 1),
-                 tf.clip_by_value(w1 - tf.bitwise.left_shift(tf.ones_like(kx), kx), 0, width - 1)]
-        grid = tf.stack([ph, pw])
-
-        def at(index_y, index_x):               # (R, ph) and (R, pw) -> (R, ph, pw)
-            n = tf.shape(index_y)[0]
-            shape = tf.concat([[n], grid], 0)
-            return tf.broadcast_to(index_y[:, :, None], shape), tf.broadcast_to(index_x[:, None, :], shape)
-
-        a, b = at(ky, kx)
-        corners = []
-        for top in tops:
-            for left in lefts:
-                t, l = at(top, left)
-                corners.append(tf.gather_nd(table, tf.stack([a, b, t, l], axis=-1)))
-        pooled = tf.reduce_max(tf.stack(corners), axis=0)
-    else:
-        cols, rows = tf.range(width), tf.range(height)
-        in_col = (cols >= w0[..., None]) & (cols < w1[..., None])        # (R, pw, W)
-        in_row = (rows >= h0[..., None]) & (rows < h1[..., None])        # (R, ph, H)
-        low = tf.constant(-np.inf, fm.dtype)
-        colmax = tf.reduce_max(tf.where(in_col[:, :, None, :, None], fm[None, None], low), axis=3)
-        pooled = tf.reduce_max(tf.where(in_row[:, :, None, :, None], colmax[:, None], low), axis=3)
+    left, right = bins(q[:, 0], tf.maximum(q[:, 2] - q[:, 0] + 1, 1), pw, width)
+    top, bottom = bins(q[:, 1], tf.maximum(q[:, 3] - q[:, 1] + 1, 1), ph, height)
+    cols, rows = tf.range(width), tf.range(height)
+    in_col = (cols >= left[..., None]) & (cols < right[..., None])         # (R, pw, W)
+    in_row = (rows >= top[..., None]) & (rows < bottom[..., None])         # (R, ph, H)
+    low = tf.constant(-np.inf, fm.dtype)
+    colmax = tf.reduce_max(tf.where(in_col[:, :, None, :, None], fm[None, None], low), axis=3)
+    pooled = tf.reduce_max(tf.where(in_row[:, :, None, :, None], colmax[:, None], low), axis=3)
+    empty = (bottom <= top)[:, :, None] | (right <= left)[:, None, :]
     return tf.where(empty[..., None], tf.zeros_like(pooled), pooled)
 
 
@@ -387,8 +288,8 @@ def roi_align_loops(feature_map, rois, output_size, spatial_scale, sampling_rati
     Returns:
       float64 ``(R, ph, pw, C)``. See the module docstring for the sampling and border rules.
     """
-    fm, boxes, (ph, pw), scale = _check(feature_map, rois, output_size, spatial_scale)
-    ratio = _sampling_ratio(sampling_ratio)
+    fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
+    ratio = check_sampling_ratio(sampling_ratio)
     height, width, channels = fm.shape
     out = np.zeros((len(boxes), ph, pw, channels))
     if height == 0 or width == 0:
@@ -413,61 +314,36 @@ def roi_align_loops(feature_map, rois, output_size, spatial_scale, sampling_rati
     return out
 
 
-def _axis_weights_np(start, length, n_bins, ratio, size):
-    """Averaged bilinear weights of one axis: float64 ``(R, n_bins, size)``.
-
-    ``w[r, p, h]`` = (1/g) * sum over bin ``p``'s samples ``y`` of ``hat(clip(y, 0, size-1) - h)``,
-    samples outside ``[-1, size]`` left out; ``hat(d) = max(0, 1 - |d|)`` is exactly the
-    bilinear weight. Only a window of ``K`` sample slots per bin is enumerated (see module doc).
-    """
-    bin_len = length / n_bins                                       # (R,)
-    g = np.full(length.shape, float(ratio)) if ratio > 0 else np.ceil(length / n_bins)
-    base = start[:, None] + np.arange(n_bins) * bin_len[:, None]    # (R, n_bins)
-    if ratio > 0:
-        slots = ratio
-        first = np.zeros(base.shape)
-    else:
-        slots = int(min(g.max(initial=0.0), size + 4))
-        spacing = np.where(g > 0, bin_len / np.maximum(g, 1.0), 1.0)[:, None]
-        first = np.ceil((-1.0 - base) / spacing - 0.5) - 1.0        # one slot early, for safety
-        first = np.clip(first, 0.0, g[:, None])
-    k = first[..., None] + np.arange(slots)                         # (R, n_bins, K)
-    pos = base[..., None] + (k + 0.5) * bin_len[:, None, None] / np.maximum(g, 1.0)[:, None, None]
-    valid = (k < g[:, None, None]) & (pos >= -1.0) & (pos <= size)
-    pos = np.clip(pos, 0.0, size - 1)
-    hat = np.maximum(0.0, 1.0 - np.abs(pos[..., None] - np.arange(size)))   # (R, n_bins, K, size)
-    weights = (hat * valid[..., None]).sum(axis=2)
-    return weights / np.maximum(g, 1.0)[:, None, None]
-
-
 def roi_align_numpy(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1):
     """RoI align (``aligned=True``), vectorized float64: per region ``A_y @ F @ A_x^T``.
 
-    Same contract as :func:`roi_align_loops`. Regions are processed in chunks (bounded memory);
-    there is no Python loop over bins, samples or pixels.
+    Same contract as :func:`roi_align_loops`; no Python loop over regions, bins, samples or
+    pixels.
     """
-    fm, boxes, (ph, pw), scale = _check(feature_map, rois, output_size, spatial_scale)
-    ratio = _sampling_ratio(sampling_ratio)
+    fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
+    ratio = check_sampling_ratio(sampling_ratio)
     height, width, channels = fm.shape
-    n = len(boxes)
-    out = np.zeros((n, ph, pw, channels))
-    if n == 0 or height == 0 or width == 0 or channels == 0:
-        return out
-    start = boxes[:, :2] * scale - 0.5                   # (x, y)
+    if height == 0 or width == 0:
+        return np.zeros((len(boxes), ph, pw, channels))
+    start = boxes[:, :2] * scale - 0.5                           # the half-pixel shift (x, y)
     length = (boxes[:, 2:] * scale - 0.5) - start
-    flat = fm.reshape(height, width * channels)
-    side = max(height, width)
-    per_region = max(max(ph, pw) * (side + 4) * side, ph * width * channels)
-    step = max(1, _CHUNK_ELEMENTS // per_region)
-    for a in range(0, n, step):
-        b = min(a + step, n)
-        ay = _axis_weights_np(start[a:b, 1], length[a:b, 1], ph, ratio, height)   # (r, ph, H)
-        ax = _axis_weights_np(start[a:b, 0], length[a:b, 0], pw, ratio, width)    # (r, pw, W)
-        rows = (ay.reshape(-1, height) @ flat).reshape(b - a, ph, width, channels)
-        # out[r, p, q, c] = sum_w ax[r, q, w] * rows[r, p, w, c]
-        cols = ax @ rows.transpose(0, 2, 1, 3).reshape(b - a, width, ph * channels)  # (r, pw, ph*C)
-        out[a:b] = cols.reshape(b - a, pw, ph, channels).transpose(0, 2, 1, 3)
-    return out
+    ay = _axis_weights(start[:, 1], length[:, 1], ph, ratio, height)      # (R, ph, H)
+    ax = _axis_weights(start[:, 0], length[:, 0], pw, ratio, width)       # (R, pw, W)
+    rows = np.einsum("rph,hwc->rpwc", ay, fm)                             # (R, ph, W, C)
+    return np.einsum("rqw,rpwc->rpqc", ax, rows)
+
+
+def _axis_weights(start, length, n_bins, ratio, size):
+    """``(R, n_bins, size)``: the average bilinear weight of bin ``p``'s samples on cell ``h``
+    (``hat(d) = max(0, 1 - |d|)`` at the clamped sample; samples outside ``[-1, size]`` add 0)."""
+    bin_len = length / n_bins
+    g = np.full(len(start), float(ratio)) if ratio > 0 else np.ceil(bin_len)  # samples per bin
+    k = np.arange(int(g.max(initial=0)))                                       # sample slots
+    pos = (start[:, None, None] + np.arange(n_bins)[None, :, None] * bin_len[:, None, None]
+           + (k + 0.5) * (bin_len / np.maximum(g, 1))[:, None, None])          # (R, n_bins, K)
+    valid = (k < g[:, None, None]) & (pos >= -1) & (pos <= size)
+    hat = np.maximum(0.0, 1.0 - np.abs(np.clip(pos, 0, size - 1)[..., None] - np.arange(size)))
+    return (hat * valid[..., None]).sum(axis=2) / np.maximum(g, 1)[:, None, None]
 
 
 def _axis_weights_tf(start, length, n_bins, ratio, size):
@@ -506,7 +382,7 @@ def roi_align_tf(feature_map, rois, output_size, spatial_scale, sampling_ratio=-
     """
     import tensorflow as tf
 
-    fm, boxes, (ph, pw), scale = _tf_checks(feature_map, rois, output_size, spatial_scale,
+    fm, boxes, (ph, pw), scale = check_roi_args_tf(feature_map, rois, output_size, spatial_scale,
                                             sampling_ratio)
     ratio = int(sampling_ratio)
     static = fm.shape
@@ -563,7 +439,7 @@ def roi_align_crop_and_resize(feature_map, rois, output_size, spatial_scale, sam
     """
     import tensorflow as tf
 
-    ratio = _sampling_ratio(sampling_ratio)
+    ratio = check_sampling_ratio(sampling_ratio)
     if ratio <= 0:
         raise ValueError("roi_align_crop_and_resize needs a fixed sampling_ratio > 0")
     crops = _crop_and_resize_samples(feature_map, rois, output_size, spatial_scale, ratio)
@@ -576,7 +452,7 @@ def crop_and_resize_pool_baseline(feature_map, rois, output_size, spatial_scale,
     differ from RoI align (max instead of mean, zeros outside the map). float32 ``(R, ph, pw, C)``."""
     import tensorflow as tf
 
-    ratio = _sampling_ratio(sampling_ratio)
+    ratio = check_sampling_ratio(sampling_ratio)
     ratio = ratio if ratio > 0 else 2
     crops = _crop_and_resize_samples(feature_map, rois, output_size, spatial_scale, ratio)
     return tf.nn.max_pool2d(crops, ratio, ratio, "VALID")
