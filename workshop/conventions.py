@@ -17,6 +17,12 @@ Images and feature maps are ``(H, W, C)`` (channels last), shapes are given as `
 Malformed input (wrong rank or last dimension, ``x2 < x1`` or ``y2 < y1``, NaN or infinite
 coordinates) raises :class:`ValueError` naming the offending row; empty input gives correctly
 shaped empty output.
+
+Sampling
+--------
+Where a stage keeps a seeded random subset (the RPN's anchor sampling), the order is
+:func:`sampling_priority`, a documented integer hash that every tier, a learner's plain Python
+and TensorFlow under XLA reproduce exactly (see the comment above it).
 """
 
 from __future__ import annotations
@@ -152,3 +158,62 @@ def clip_boxes(boxes, image_shape: Sequence[int]) -> np.ndarray:
     h, w = float(image_shape[0]), float(image_shape[1])
     return np.stack([arr[:, 0].clip(0, w), arr[:, 1].clip(0, h),
                      arr[:, 2].clip(0, w), arr[:, 3].clip(0, h)], axis=1)
+
+
+# -- the reproducible sampling order ----------------------------------------------------------
+# Sampling priority. ``rpn_targets`` keeps a seeded random subset of the positive and negative
+# anchors. So that the loops, numpy and TensorFlow tiers (and a learner) pick the same anchors,
+# the randomness is a documented integer hash, not a library generator: anchor ``i`` has priority
+#
+#     key = mix32(seed mod 2**32)
+#     priority[i] = mix32(mix32(i) XOR key)
+#     mix32(x) = x ^= x >> 16; x = (x * 0x45D9F3B) mod 2**32; x ^= x >> 16;
+#                x = (x * 0x45D9F3B) mod 2**32; x ^= x >> 16
+#
+# and the anchors with the *smallest* priorities are kept. ``mix32`` is a bijection of 32-bit
+# integers, so priorities never tie (for fewer than 2**32 anchors), and every product fits in
+# int64, so :func:`sampling_priority_tf` is plain int64 TensorFlow that compiles with XLA
+# (a ``np.random.default_rng(seed)`` draw cannot be reproduced inside ``tf.function`` when the
+# number of anchors is only known at run time).
+MASK32 = 0xFFFFFFFF
+MIX = 0x045D9F3B
+
+
+def _mix32(x):
+    """The 32-bit mixing function on a Python int or an int64 numpy array (values < 2**32)."""
+    x = x ^ (x >> 16)
+    x = (x * MIX) & MASK32
+    x = x ^ (x >> 16)
+    x = (x * MIX) & MASK32
+    return x ^ (x >> 16)
+
+
+def sampling_priority(n: int, seed: int = 0) -> np.ndarray:
+    """Priorities of ``n`` anchors under ``seed``: distinct int64 values in ``[0, 2**32)``;
+    lower is sampled first. Works for plain-Python code too (``sampling_priority(n, seed)[i]``).
+    """
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n: expected a number of anchors >= 0, got {n}")
+    key = _mix32(int(seed) % (1 << 32))
+    return _mix32(_mix32(np.arange(n, dtype=np.int64)) ^ key)
+
+
+def sampling_priority_tf(n, seed: int = 0):
+    """:func:`sampling_priority` in TensorFlow: ``n`` a Python int or a scalar int tensor, ``seed``
+    a Python int or a scalar int tensor. Returns an int64 tensor ``(n,)``; compiles with XLA."""
+    import tensorflow as tf
+
+    def mix(x):
+        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+        x = tf.bitwise.bitwise_and(x * MIX, MASK32)
+        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+        x = tf.bitwise.bitwise_and(x * MIX, MASK32)
+        return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
+
+    if isinstance(seed, (int, np.integer)):
+        key = tf.constant(_mix32(int(seed) % (1 << 32)), tf.int64)
+    else:
+        key = mix(tf.math.floormod(tf.cast(seed, tf.int64), tf.constant(1 << 32, tf.int64)))
+    idx = tf.range(tf.cast(n, tf.int64), dtype=tf.int64)
+    return mix(tf.bitwise.bitwise_xor(mix(idx), key))

@@ -2,6 +2,10 @@
 
 The wrong implementations below are self-contained numpy (the grader hides
 ``workshop.reference``), each a switch on one small correct-looking routine.
+
+Length: one chapter's registry in one place: each exercise's cases, benchmarks and
+every declared mistake with its self-contained wrong implementation, read together when an
+exercise changes.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Boxes are float ``(N, 4)`` xyxy in continuous pixels (area ``(x2 - x1) * (y2 - y1)``, no "+1").
 The wrong implementations below are self-contained numpy (the grader hides
 ``workshop.reference``): one small IoU and one small greedy NMS with a switch per mistake.
+
+Length: one chapter's registry in one place: each exercise's cases, benchmarks and
+every declared mistake with its self-contained wrong implementation, read together when an
+exercise changes.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ one image at one IoU threshold), ``detection_map`` (per-class AP and mAP over im
 
 The wrong implementations below are self-contained numpy (the grader hides
 ``workshop.reference``); each reproduces one mistake through a switch.
+
+Length: one chapter's registry in one place: each exercise's cases, benchmarks and
+every declared mistake with its self-contained wrong implementation, read together when an
+exercise changes.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ repeat what they need).
 
 The wrong implementations are self-contained numpy (the grader hides ``workshop.reference``):
 one small loop implementation per op with a switch for each mistake.
+
+Length: one chapter's registry in one place: each exercise's cases, benchmarks and
+every declared mistake with its self-contained wrong implementation, read together when an
+exercise changes.
 """
 
 from __future__ import annotations

@@ -2,12 +2,16 @@
 
 Boxes are float ``(N, 4)`` xyxy in continuous pixels (area ``(x2 - x1) * (y2 - y1)``, no "+1");
 ``image_shape`` is ``(height, width)``. The sampling in ``rpn_targets`` ranks anchors by
-:func:`workshop.models.rpn.sampling_priority` (a documented hash of the seed and the anchor
+:func:`workshop.conventions.sampling_priority` (a documented hash of the seed and the anchor
 index, lowest first), so every tier and every learner keeps the same anchors.
 
 The wrong implementations below are self-contained numpy (the grader hides
 ``workshop.reference``): one small ``rpn_targets`` and one small ``rpn_proposals`` with a
 switch per mistake.
+
+Length: one chapter's registry in one place: each exercise's cases, benchmarks and
+every declared mistake with its self-contained wrong implementation, read together when an
+exercise changes.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def _encode(boxes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
 
 
 def _priority(n: int, seed: int) -> np.ndarray:
-    from ..models.rpn import sampling_priority
+    from ..conventions import sampling_priority
 
     return sampling_priority(n, seed)
 

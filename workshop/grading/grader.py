@@ -21,6 +21,9 @@ Writes (:mod:`workshop.grading.records`, atomically) ``grades.csv``, one JSON re
 under ``records/<student>/<notebook>/``, ``run.json`` and per-learner feedback
 (:mod:`workshop.grading.feedback`). ``--resume`` keeps what an interrupted run already graded.
 Exits 1 if any submission could not be graded, 0 otherwise.
+
+Length: the whole grading pipeline of one submission (expected outputs, verdicts, the
+per-test and per-learner orchestration, the command line) in the order it runs.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ It then runs the program (imports, the cells the graded cell depends on, the gra
 the function on each case (as tensors for the TF tier), converts every output to a numeric
 ndarray (``.numpy()`` for tensors, ``np.asarray`` otherwise; object arrays are refused) and
 writes them to the channel.
+
+Length: both ends of the result channel (the child that writes it inside the sandbox and
+the parent that reads and checks it), kept together so the protocol changes in one place.
 """
 
 from __future__ import annotations

@@ -5,27 +5,14 @@ objectness logits ``(B, H*W*A)`` and deltas ``(B, H*W*A, 4)`` whose row ``(y*W +
 belongs to anchor ``a`` of cell ``(y, x)``: the order of ``grid_anchors`` (a plain reshape of
 the ``(B, H, W, A)`` and ``(B, H, W, A*4)`` conv outputs).
 
-Sampling priority. ``rpn_targets`` keeps a seeded random subset of the positive and negative
-anchors. So that the loops, numpy and TensorFlow tiers (and a learner) pick the same anchors,
-the randomness is a documented integer hash, not a library generator: anchor ``i`` has priority
-
-    key = mix32(seed mod 2**32)
-    priority[i] = mix32(mix32(i) XOR key)
-    mix32(x) = x ^= x >> 16; x = (x * 0x45D9F3B) mod 2**32; x ^= x >> 16;
-               x = (x * 0x45D9F3B) mod 2**32; x ^= x >> 16
-
-and the anchors with the *smallest* priorities are kept. ``mix32`` is a bijection of 32-bit
-integers, so priorities never tie (for fewer than 2**32 anchors), and every product fits in
-int64, so :func:`sampling_priority_tf` is plain int64 TensorFlow that compiles with XLA
-(a ``np.random.default_rng(seed)`` draw cannot be reproduced inside ``tf.function`` when the
-number of anchors is only known at run time).
+Sampling priority: :func:`workshop.conventions.sampling_priority` (re-exported here).
 
 Importing this module is light: Keras and TensorFlow load when the head or a loss is used.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from ..conventions import sampling_priority, sampling_priority_tf
 
 __all__ = [
     "RPNHead",  # noqa: F822  (built lazily by __getattr__)
@@ -36,53 +23,6 @@ __all__ = [
     "sampling_priority_tf",
     "smooth_l1",
 ]
-
-MASK32 = 0xFFFFFFFF
-MIX = 0x045D9F3B
-
-
-# ============================================================================================
-# seeded sampling priority (shared by every rpn_targets tier)
-# ============================================================================================
-def _mix32(x):
-    """The 32-bit mixing function on a Python int or an int64 numpy array (values < 2**32)."""
-    x = x ^ (x >> 16)
-    x = (x * MIX) & MASK32
-    x = x ^ (x >> 16)
-    x = (x * MIX) & MASK32
-    return x ^ (x >> 16)
-
-
-def sampling_priority(n: int, seed: int = 0) -> np.ndarray:
-    """Priorities of ``n`` anchors under ``seed``: distinct int64 values in ``[0, 2**32)``;
-    lower is sampled first. Works for plain-Python code too (``sampling_priority(n, seed)[i]``).
-    """
-    n = int(n)
-    if n < 0:
-        raise ValueError(f"n: expected a number of anchors >= 0, got {n}")
-    key = _mix32(int(seed) % (1 << 32))
-    return _mix32(_mix32(np.arange(n, dtype=np.int64)) ^ key)
-
-
-def sampling_priority_tf(n, seed: int = 0):
-    """:func:`sampling_priority` in TensorFlow: ``n`` a Python int or a scalar int tensor, ``seed``
-    a Python int or a scalar int tensor. Returns an int64 tensor ``(n,)``; compiles with XLA."""
-    import tensorflow as tf
-
-    def mix(x):
-        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
-        x = tf.bitwise.bitwise_and(x * MIX, MASK32)
-        x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
-        x = tf.bitwise.bitwise_and(x * MIX, MASK32)
-        return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, 16))
-
-    if isinstance(seed, (int, np.integer)):
-        key = tf.constant(_mix32(int(seed) % (1 << 32)), tf.int64)
-    else:
-        key = mix(tf.math.floormod(tf.cast(seed, tf.int64), tf.constant(1 << 32, tf.int64)))
-    idx = tf.range(tf.cast(n, tf.int64), dtype=tf.int64)
-    return mix(tf.bitwise.bitwise_xor(mix(idx), key))
-
 
 # ============================================================================================
 # the head

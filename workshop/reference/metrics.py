@@ -13,6 +13,8 @@ The full COCO / VOC evaluations (crowds, area ranges, maxDets, JSON) live in
 :mod:`workshop.reference.metrics_coco`.
 
 Boxes are float ``(N, 4)`` xyxy (see :mod:`workshop.conventions`); IoU has no "+1".
+
+Length: chapter 9's four answers in three tiers each, with the edge rules they share.
 """
 
 from __future__ import annotations

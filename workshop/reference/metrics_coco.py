@@ -33,6 +33,9 @@ once, and precision/recall come from cumulative sums per class. The rules it fol
 Exact equality with pycocotools needs the same box arithmetic: pycocotools computes x + w from
 xywh; with coordinates whose xyxy <-> xywh conversion is exact (integers, halves, ...) the two
 agree to the last bit.
+
+Length: the full COCO and VOC evaluations, bit-exact with pycocotools, whose steps (matching,
+accumulation, summaries, JSON in and out) only make sense together.
 """
 
 from __future__ import annotations

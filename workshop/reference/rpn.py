@@ -15,7 +15,7 @@ rpn_targets(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3, 
      inside anchors (every tie counts), provided that largest IoU is > 0. Positive wins over 2.
   4. Everything else is ignored (-1).
   5. Sampling: at most ``int(batch_size * positive_fraction)`` positives are kept, those with the
-     lowest :func:`workshop.models.rpn.sampling_priority` ``(N, seed)``; then at most
+     lowest :func:`workshop.conventions.sampling_priority` ``(N, seed)``; then at most
      ``batch_size - kept positives`` negatives, again by lowest priority. The others become -1.
   6. ``deltas[i] = encode(gt_boxes[m], anchors[i])`` (weights 1) for the final positives, ``m``
      the first GT of largest IoU with anchor ``i``; zeros elsewhere.
@@ -97,7 +97,7 @@ def _target_args(anchors, gt_boxes, image_shape, positive_iou, negative_iou, bat
 
 
 def _priority(n, seed):
-    from ..models.rpn import sampling_priority
+    from ..conventions import sampling_priority
 
     return sampling_priority(n, seed)
 
@@ -115,7 +115,7 @@ def rpn_targets_loops(anchors, gt_boxes, image_shape, positive_iou=0.7, negative
       positive_iou, negative_iou: IoU >= positive_iou is positive, max IoU < negative_iou negative.
       batch_size, positive_fraction: at most ``int(batch_size*positive_fraction)`` positives and
         ``batch_size`` sampled anchors in all.
-      seed: the sampling priority's seed (:func:`workshop.models.rpn.sampling_priority`).
+      seed: the sampling priority's seed (:func:`workshop.conventions.sampling_priority`).
     Returns: labels int64 ``(N,)`` in {1, 0, -1}; deltas float64 ``(N, 4)``.
     """
     from .boxes import iou_loops
@@ -205,11 +205,11 @@ def rpn_targets_tf(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_io
     tensors; ``image_shape``, the thresholds, sizes and ``seed`` Python values (``image_shape``
     may also be a tensor). Returns labels int64 ``(N,)`` and deltas ``(N, 4)`` in the anchors'
     float dtype. Compiles with ``tf.function(jit_compile=True)``; the sampling draws its
-    priorities from :func:`workshop.models.rpn.sampling_priority_tf`, so it equals the numpy
+    priorities from :func:`workshop.conventions.sampling_priority_tf`, so it equals the numpy
     tier's for any N known only at run time."""
     import tensorflow as tf
 
-    from ..models.rpn import sampling_priority_tf
+    from ..conventions import sampling_priority_tf
     from .boxes import iou_tf
 
     a = tf.convert_to_tensor(anchors)
