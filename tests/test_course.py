@@ -140,3 +140,17 @@ def test_stderr_is_restored_after_an_error(capfd):
         raise RuntimeError("boom")
     os.write(2, b"visible\n")
     assert capfd.readouterr().err == "visible\n"
+
+
+def test_worked_examples_and_timing_problems_come_from_the_registry():
+    """A notebook's worked example is the registry's public case itself (answer included), its
+    timing problem the registry's benchmark; a hidden case is not offered."""
+    case = course.public_case("nms", "pinned: equal scores")
+    assert case.public and case.expected.tolist() == [0, 2] and case.args[2] == 0.3
+    hidden = [c.name for c in get("nms").edge_cases() if not c.public]
+    with pytest.raises(KeyError, match="no public case"):
+        course.public_case("nms", hidden[0])
+    bench = course.benchmark_case("iou", "2000 x 2000")
+    assert [a.shape for a in bench.args] == [(2000, 4), (2000, 4)]
+    with pytest.raises(KeyError, match="2000 x 2000"):
+        course.benchmark_case("iou", "no such problem")

@@ -11,10 +11,14 @@ import pytest
 from workshop.data import (
     CLASS_NAMES,
     NUM_CLASSES,
+    box_anchor_pairs,
+    clustered_boxes,
+    distinct_scores,
     load_photos,
     make_classification_set,
     make_detection_dataset,
     make_scene,
+    random_boxes,
     synthetic,
 )
 from workshop.data import photos as photos_mod
@@ -229,3 +233,16 @@ def test_importing_data_does_not_import_tensorflow():
             "assert 'sklearn' not in sys.modules, 'sklearn imported'")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+
+
+def test_random_boxes_are_valid_xyxy_and_seeded():
+    rng = np.random.default_rng(0)
+    pairs = box_anchor_pairs(rng, 50)
+    for boxes in (random_boxes(rng, 50), clustered_boxes(rng, 50, 5, extent=800.0), *pairs):
+        assert boxes.shape == (50, 4) and boxes.dtype == np.float64
+        assert np.all(boxes[:, 2:] >= boxes[:, :2])
+    assert clustered_boxes(rng, 0, 3).shape == (0, 4)
+    scores = distinct_scores(rng, 1000)
+    assert len(np.unique(scores.astype(np.float32))) == 1000 and 0 < scores.min() and scores.max() < 1
+    np.testing.assert_array_equal(random_boxes(np.random.default_rng(1), 5),
+                                  random_boxes(np.random.default_rng(1), 5))

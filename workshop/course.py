@@ -1,7 +1,8 @@
 """Helpers for the notebooks' non-graded cells: run the learner's function where it exists and
 the reference where it does not (so a learner notebook runs top to bottom before any exercise is
 done), say truthfully which one ran, time a learner's tiers against each other and against the
-reference, and import TensorFlow without its start-up log lines.
+reference, take worked examples and timing problems from the exercise registry (never copies of
+them), and import TensorFlow without its start-up log lines.
 
 These helpers reach the reference implementations; they are for demonstration cells only,
 never for solution cells (the grader gives no points to a solution that uses them).
@@ -175,6 +176,23 @@ def _median_seconds(fn: Callable, args: tuple, kwargs: dict, repeat: int, budget
         if time.perf_counter() - start > budget:
             break
     return float(np.median(times))
+
+
+def public_case(exercise: str, name: str):
+    """The public case called ``name`` of ``exercise`` in the registry, a ``Case`` with ``.args``,
+    ``.kwargs``, ``.expected`` (a pinned case's answer, else None) and ``.about``: a notebook's
+    worked example is the case the self-check runs, not a copy that could drift from it."""
+    from .exercises import get
+
+    return get(exercise).public_case(name)
+
+
+def benchmark_case(exercise: str, name: str):
+    """The benchmark problem called ``name`` of ``exercise`` (what ``make bench`` times), a
+    ``Case`` with ``.args`` and ``.kwargs`` for :func:`speed_table`."""
+    from .exercises import get
+
+    return get(exercise).benchmark(name)
 
 
 def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwargs: dict | None = None,

@@ -2,6 +2,8 @@
 
 * :mod:`workshop.data.synthetic`  seeded synthetic scenes (boxes, instance and semantic masks) and
   a source/target classification set for transfer learning.
+* :mod:`workshop.data.boxes`      random boxes for timing and testing (around objects, box/anchor
+  pairs, distinct scores): what the exercise registry's random and benchmark cases are made of.
 * :mod:`workshop.data.photos`     a few real photographs (from scikit-image) with hand-drawn boxes.
 * :mod:`workshop.data.formats`    COCO JSON and Pascal VOC XML readers and writers.
 * :mod:`workshop.data.pipeline`   a ``tf.data`` pipeline with box- and mask-aware augmentation
@@ -11,6 +13,7 @@ Boxes everywhere are float ``(N, 4)`` xyxy in continuous pixel coordinates (see
 :mod:`workshop.conventions`). Importing this package does not import TensorFlow.
 """
 
+from workshop.data.boxes import box_anchor_pairs, clustered_boxes, distinct_scores, random_boxes
 from workshop.data.formats import (
     read_coco,
     read_voc,
@@ -38,11 +41,15 @@ __all__ = [
     "ClassificationSet",
     "DetectionDataset",
     "Scene",
+    "box_anchor_pairs",
+    "clustered_boxes",
+    "distinct_scores",
     "load_photos",
     "make_classification_set",
     "make_detection_dataset",
     "make_scene",
     "pipeline",
+    "random_boxes",
     "read_coco",
     "read_voc",
     "read_voc_folder",

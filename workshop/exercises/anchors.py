@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from workshop.data.boxes import box_anchor_pairs
+
 from . import register
 from .spec import Case, Exercise, Mistake, Output
 
@@ -387,16 +389,6 @@ def _en_edge_cases() -> list[Case]:
     ]
 
 
-def _coding_pairs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    centre = rng.uniform(0, 600, size=(n, 2))
-    size = np.exp(rng.uniform(np.log(4), np.log(300), size=(n, 2)))
-    anchors = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
-    shift = rng.normal(0, 0.3, size=(n, 2)) * size
-    gsize = size * np.exp(rng.normal(0, 0.4, size=(n, 2)))
-    boxes = np.concatenate([centre + shift - gsize / 2, centre + shift + gsize / 2], axis=1)
-    return boxes, anchors
-
-
 def _weights(rng: np.random.Generator) -> dict:
     pick = rng.random()
     if pick < 0.3:
@@ -407,14 +399,14 @@ def _weights(rng: np.random.Generator) -> dict:
 
 
 def _en_random_case(rng: np.random.Generator) -> Case:
-    boxes, anchors = _coding_pairs(rng, int(rng.integers(1, 25)))
+    boxes, anchors = box_anchor_pairs(rng, int(rng.integers(1, 25)))
     return Case("", (boxes, anchors), _weights(rng))
 
 
 def _coding_benchmarks(kind: str):
     def cases() -> list[Case]:
         rng = np.random.default_rng(0)
-        boxes, anchors = _coding_pairs(rng, 20000)
+        boxes, anchors = box_anchor_pairs(rng, 20000)
         if kind == "decode":
             return [Case("20,000 boxes", (_encode(boxes, anchors, WORKED_WEIGHTS), anchors),
                          {"weights": WORKED_WEIGHTS})]
@@ -587,7 +579,7 @@ def _de_edge_cases() -> list[Case]:
 
 def _de_random_case(rng: np.random.Generator) -> Case:
     n = int(rng.integers(1, 25))
-    _, anchors = _coding_pairs(rng, n)
+    _, anchors = box_anchor_pairs(rng, n)
     deltas = rng.normal(0, 0.5, size=(n, 4))
     kwargs = _weights(rng)
     scale = np.asarray(kwargs.get("weights", (1.0, 1.0, 1.0, 1.0)))

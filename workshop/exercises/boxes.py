@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workshop.data.boxes import clustered_boxes, distinct_scores, random_boxes
+
 from . import register
 from .spec import Case, Exercise, Mistake, Output
 
@@ -256,29 +258,6 @@ def _tied_scores(n: int) -> np.ndarray:
     return np.random.default_rng(0).choice([0.9, 0.6, 0.3], n)
 
 
-def _random_boxes(rng, n, extent=100.0, min_size=1.0, max_size=40.0):
-    xy = rng.uniform(0, extent, (n, 2))
-    wh = rng.uniform(min_size, max_size, (n, 2))
-    return np.concatenate([xy, xy + wh], axis=1)
-
-
-def _clustered_boxes(rng, n, n_objects, extent=200.0, jitter=0.15):
-    """Boxes jittered around ``n_objects`` objects (each jitter relative to the object size)."""
-    objects = _random_boxes(rng, max(1, n_objects), extent, 10.0, 60.0)
-    pick = rng.integers(0, len(objects), n)
-    base = objects[pick]
-    size = np.repeat(base[:, 2:] - base[:, :2], 2, axis=0).reshape(n, 4) if n else np.zeros((0, 4))
-    boxes = base + rng.uniform(-jitter, jitter, (n, 4)) * size
-    x1, x2 = np.minimum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 0], boxes[:, 2])
-    y1, y2 = np.minimum(boxes[:, 1], boxes[:, 3]), np.maximum(boxes[:, 1], boxes[:, 3])
-    return np.stack([x1, y1, x2, y2], axis=1)
-
-
-def _distinct_scores(rng, n):
-    """Scores in (0, 1) with no two equal (not even in float32)."""
-    return (rng.permutation(n) + rng.uniform(0.1, 0.9, n)) / (n + 1)
-
-
 def _iou_edge_cases() -> list[Case]:
     return [
         Case("pinned: half-overlapping squares", (_b([[0, 0, 10, 10]]), _b([[5, 5, 15, 15]])),
@@ -300,16 +279,16 @@ def _iou_edge_cases() -> list[Case]:
              expected=np.zeros((2, 0)), public=False),
         Case("fractional coordinates", (_b([[0.5, 0.25, 3.75, 2.5]]), _b([[1.25, 0.0, 2.5, 4.0]])),
              public=False),
-        Case("far from the origin", (_random_boxes(np.random.default_rng(7), 6) + 5000.0,
-                                     _random_boxes(np.random.default_rng(8), 5) + 5000.0), public=False),
+        Case("far from the origin", (random_boxes(np.random.default_rng(7), 6) + 5000.0,
+                                     random_boxes(np.random.default_rng(8), 5) + 5000.0), public=False),
     ]
 
 
 def _iou_random(rng) -> Case:
     n, m = int(rng.integers(1, 12)), int(rng.integers(1, 12))
     extent = float(rng.choice([30.0, 100.0, 640.0]))
-    a = _random_boxes(rng, n, extent, 1.0, extent / 2)
-    b = _random_boxes(rng, m, extent, 1.0, extent / 2)
+    a = random_boxes(rng, n, extent, 1.0, extent / 2)
+    b = random_boxes(rng, m, extent, 1.0, extent / 2)
     if rng.random() < 0.3:  # integer pixel boxes make exact shared edges likely
         a, b = np.round(a), np.round(b)
         a[:, 2:] = np.maximum(a[:, 2:], a[:, :2] + 1)
@@ -319,8 +298,8 @@ def _iou_random(rng) -> Case:
 
 def _iou_benchmarks() -> list[Case]:
     rng = np.random.default_rng(2024)
-    return [Case("2000 x 2000", (_random_boxes(rng, 2000, 1000.0, 10.0, 200.0),
-                                 _random_boxes(rng, 2000, 1000.0, 10.0, 200.0)))]
+    return [Case("2000 x 2000", (random_boxes(rng, 2000, 1000.0, 10.0, 200.0),
+                                 random_boxes(rng, 2000, 1000.0, 10.0, 200.0)))]
 
 
 def _nms_edge_cases() -> list[Case]:
@@ -363,11 +342,11 @@ def _nms_edge_cases() -> list[Case]:
 
 def _nms_random(rng) -> Case:
     n = int(rng.integers(1, 40))
-    boxes = _clustered_boxes(rng, n, int(rng.integers(1, 8)))
+    boxes = clustered_boxes(rng, n, int(rng.integers(1, 8)))
     kwargs = {}
     if rng.random() < 0.3:
         kwargs["max_output_size"] = int(rng.integers(1, n + 1))
-    scores = _distinct_scores(rng, n)
+    scores = distinct_scores(rng, n)
     if rng.random() < 0.3:  # a threshold between two scores, never equal to one
         kwargs["score_threshold"] = float(rng.uniform(0.05, 0.6))
     thr = float(rng.choice([0.3, 0.5, 0.7]))
@@ -377,10 +356,10 @@ def _nms_random(rng) -> Case:
 def _nms_benchmarks() -> list[Case]:
     rng = np.random.default_rng(2024)
     n = 6000
-    uniform = _random_boxes(rng, n, 1000.0, 10.0, 200.0)
-    rpn = _clustered_boxes(rng, n, 60, extent=800.0, jitter=0.15) * 1.25
-    return [Case("6000 uniform, thr 0.7", (uniform, _distinct_scores(rng, n), 0.7)),
-            Case("6000 RPN-like, thr 0.7", (rpn, _distinct_scores(rng, n), 0.7))]
+    uniform = random_boxes(rng, n, 1000.0, 10.0, 200.0)
+    rpn = clustered_boxes(rng, n, 60, extent=800.0, jitter=0.15) * 1.25
+    return [Case("6000 uniform, thr 0.7", (uniform, distinct_scores(rng, n), 0.7)),
+            Case("6000 RPN-like, thr 0.7", (rpn, distinct_scores(rng, n), 0.7))]
 
 
 def _bnms_edge_cases() -> list[Case]:
@@ -420,9 +399,9 @@ def _bnms_random(rng) -> Case:
 def _bnms_benchmarks() -> list[Case]:
     rng = np.random.default_rng(2025)
     n = 6000
-    rpn = _clustered_boxes(rng, n, 60, extent=800.0, jitter=0.15) * 1.25
+    rpn = clustered_boxes(rng, n, 60, extent=800.0, jitter=0.15) * 1.25
     return [Case("6000 RPN-like, 20 classes, thr 0.5",
-                 (rpn, _distinct_scores(rng, n), rng.integers(0, 20, n).astype(np.int64), 0.5))]
+                 (rpn, distinct_scores(rng, n), rng.integers(0, 20, n).astype(np.int64), 0.5))]
 
 
 # ============================================================================================

@@ -200,6 +200,25 @@ class Exercise:
                                 expected=c.expected, about=c.about))
         return named + randoms
 
+    def public_case(self, name: str) -> Case:
+        """The public named case called ``name`` (see ``edge_cases``): what a notebook shows as a
+        worked example, so that the notebook and the self-check use the same numbers."""
+        public = [c for c in self.edge_cases() if c.public]
+        for c in public:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no public case {name!r}; its public cases: "
+                       f"{[c.name for c in public]}")
+
+    def benchmark(self, name: str) -> Case:
+        """The benchmark problem called ``name`` (see ``benchmarks``): what ``workshop.bench``
+        times, and a notebook's timing cell may time too."""
+        cases = self.benchmarks() if self.benchmarks is not None else []
+        for c in cases:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name} has no benchmark {name!r}; it has {[c.name for c in cases]}")
+
     def expected(self, case: Case) -> Any:
         if case.expected is not None:
             return case.expected
