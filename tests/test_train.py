@@ -39,7 +39,7 @@ def test_tensorboard_logs_are_written(tiny_run):
 
 def test_trained_detector_loads_and_detects(tiny_run):
     from workshop.data.synthetic import make_scene
-    from workshop.models.detector import load_detector
+    from workshop.course import load_detector
 
     out, _ = tiny_run
     detector = load_detector(out)

@@ -195,6 +195,43 @@ def benchmark_case(exercise: str, name: str):
     return get(exercise).benchmark(name)
 
 
+def reference_stages(**replacements: Callable):
+    """The detector's stages (:class:`workshop.models.detector.Stages`) from the exercise
+    registry's numpy references; ``replacements`` (e.g. ``roi_align=roi_align_numpy``) put your
+    own functions in their place."""
+    import dataclasses
+
+    from .exercises import get
+    from .models.detector import Stages
+
+    stages = Stages(**{f.name: get(f.name).tier("numpy") for f in dataclasses.fields(Stages)})
+    return dataclasses.replace(stages, **replacements)
+
+
+def reference_training_stages():
+    """What a detector's training step computes outside the networks, from the exercise
+    registry's references (:class:`workshop.models.detector_training.TrainingStages`)."""
+    from .exercises import get
+    from .models.detector_training import TrainingStages
+
+    return TrainingStages(rpn_targets=get("rpn_targets").tier("numpy"),
+                          iou=get("iou").tier("numpy"), encode=get("encode").tier("numpy"),
+                          roi_align_tf=get("roi_align").tier("tf"))
+
+
+def load_detector(directory=None, **replacements: Callable):
+    """The course's trained detector (the checkpoint of ``./download_checkpoint.sh``, or the
+    checkpoint folder ``directory``) running the reference stages, or your own functions for
+    the stages you name (``load_detector(roi_align=roi_align_numpy)``)."""
+    from .models.detector import load_detector as load
+
+    if directory is None:
+        from .checkpoint import ready_dir
+
+        directory = ready_dir()
+    return load(directory, reference_stages(**replacements))
+
+
 def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwargs: dict | None = None,
                 repeat: int = 5, budget: float = 5.0, reference_tiers=("numpy",), as_tensors=(),
                 industry: bool = False) -> list[dict]:
@@ -209,12 +246,22 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
     arguments as ``tf.constant``). Returns the table as a list of dicts.
     """
     from .exercises import get
+    from .exercises.spec import resolve
 
     kwargs = kwargs or {}
     ex = get(exercise)
     entries = dict(functions)
     for tier in reference_tiers:
         entries[f"reference {tier}"] = ex.tier(tier)
+    for tier in reference_tiers:
+        if tier in ex.kernels:
+            entries[f"tuned kernel {tier}"] = ex.kernel(tier)
+    if industry:
+        for name in ex.baselines:
+            try:
+                entries[f"industry: {name}"] = resolve(ex.baselines[name])
+            except ImportError:   # an optional library (see requirements-bench.txt)
+                continue
     rows = []
     for label, fn in entries.items():
         call_args, call_kwargs = args, kwargs
@@ -227,22 +274,12 @@ def speed_table(exercise: str, functions: dict[str, Callable], args: tuple, kwar
         try:
             fn(*call_args, **call_kwargs)  # warm-up (and tracing for tf.function)
         except NotImplementedError:
-    from .exercises.spec import resolve
             rows.append({"implementation": label, "seconds": None, "note": NOT_IMPLEMENTED})
             continue
         except Exception as err:  # a half-finished answer must not stop the timing cell
             rows.append({"implementation": label, "seconds": None,
                          "note": f"error: {type(err).__name__}"})
             continue
-    for tier in reference_tiers:
-        if tier in ex.kernels:
-            entries[f"tuned kernel {tier}"] = ex.kernel(tier)
-    if industry:
-        for name in ex.baselines:
-            try:
-                entries[f"industry: {name}"] = resolve(ex.baselines[name])
-            except ImportError:   # an optional library (see requirements-bench.txt)
-                continue
         rows.append({"implementation": label,
                      "seconds": _median_seconds(fn, call_args, call_kwargs, repeat, budget)})
     timed = [r for r in rows if r["seconds"] is not None]

@@ -188,6 +188,7 @@ def train_detector(out: Path, s: Settings, seed: int, logs: Path | None, verbose
     """The two-stage detector on synthetic scenes (128x128), from the trained backbone."""
     import keras
 
+    from .course import reference_stages, reference_training_stages
     from .data.synthetic import make_detection_dataset
     from .models.cnn import build_backbone
     from .models.detector import DetectorConfig, TwoStageDetector
@@ -200,8 +201,8 @@ def train_detector(out: Path, s: Settings, seed: int, logs: Path | None, verbose
     backbone = build_backbone()
     if backbone_weights is not None and Path(backbone_weights).exists():
         backbone.load_weights(backbone_weights)
-    detector = TwoStageDetector(config, backbone=backbone)
-    trainer = build_training_model(detector, seed)
+    detector = TwoStageDetector(config, backbone=backbone, stages=reference_stages())
+    trainer = build_training_model(detector, reference_training_stages(), seed)
     trainer.compile(keras.optimizers.Adam(1e-3), run_eagerly=False)
     trainer(_images(train.images[:1]))  # builds the subclassed model, so ModelCheckpoint can save it
     y_train = pad_ground_truth(train.boxes, train.classes)

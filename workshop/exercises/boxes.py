@@ -20,9 +20,9 @@ from .spec import Case, Exercise, Mistake, Output
 
 REF = "workshop.reference.boxes"
 IND = "workshop.reference.industry"
+KERNELS = "workshop.kernels.boxes"
 CHAPTER = "03_iou_nms"
 
-KERNELS = "workshop.kernels.boxes"
 
 # ============================================================================================
 # wrong implementations (self-contained)
@@ -438,7 +438,6 @@ _NMS_MISTAKES = (
             "cv2.dnn.NMSBoxes's top_k does): the cap counts kept boxes, so keep scanning until "
             "that many boxes are kept.", _nms_cap_first),
     Mistake("score threshold is inclusive",
-    kernels={"numpy": f"{KERNELS}:iou_numpy"},
             "A box whose score equals score_threshold takes part in your NMS: only scores "
             "STRICTLY above score_threshold are candidates.", _nms_score_ge),
     Mistake("score threshold ignored",
@@ -460,6 +459,7 @@ register(Exercise(
     signature="iou(boxes1, boxes2) -> (N, M) float64",
     summary="Intersection over union of every pair of xyxy boxes.",
     tiers={"loops": f"{REF}:iou_loops", "numpy": f"{REF}:iou_numpy", "tf": f"{REF}:iou_tf"},
+    kernels={"numpy": f"{KERNELS}:iou_numpy"},
     edge_cases=_iou_edge_cases,
     random_case=_iou_random,
     outputs=(Output("iou", "float"),),
@@ -491,7 +491,6 @@ register(Exercise(
         Mistake("intersection over the smaller box",
                 "You divide the intersection by the smaller box's area: IoU divides by the "
                 "union, area1 + area2 - intersection.", _iou_over_min),
-    kernels={"numpy": f"{KERNELS}:nms_numpy", "tf": f"{KERNELS}:nms_tf"},
         Mistake("NaN on zero-area boxes",
                 "You return NaN for boxes with zero area (0 / 0): when the union is 0 the IoU is "
                 "0; divide only where union > 0 (numpy: np.divide(..., where=union > 0) or "
@@ -512,8 +511,8 @@ register(Exercise(
     chapter=CHAPTER,
     signature="nms(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> int64 indices",
     summary="Greedy non-maximum suppression, exactly as tf.image.non_max_suppression.",
-    kernels={"numpy": f"{KERNELS}:batched_nms_numpy", "tf": f"{KERNELS}:batched_nms_tf"},
     tiers={"loops": f"{REF}:nms_loops", "numpy": f"{REF}:nms_numpy", "tf": f"{REF}:nms_tf"},
+    kernels={"numpy": f"{KERNELS}:nms_numpy", "tf": f"{KERNELS}:nms_tf"},
     edge_cases=_nms_edge_cases,
     random_case=_nms_random,
     outputs=(Output("indices", "int"),),
@@ -534,6 +533,7 @@ register(Exercise(
     summary="Class-aware NMS: boxes of different classes never suppress each other.",
     tiers={"loops": f"{REF}:batched_nms_loops", "numpy": f"{REF}:batched_nms_numpy",
            "tf": f"{REF}:batched_nms_tf"},
+    kernels={"numpy": f"{KERNELS}:batched_nms_numpy", "tf": f"{KERNELS}:batched_nms_tf"},
     edge_cases=_bnms_edge_cases,
     random_case=_bnms_random,
     outputs=(Output("indices", "int"),),

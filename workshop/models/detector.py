@@ -4,11 +4,13 @@
           -> decode per class -> batched_nms -> boxes, scores, classes
 
 The network parts are Keras 3 functional models with named layers (``backbone``, ``rpn``,
-``box_head``). Every geometric step between them is a function taken from the exercise registry
-(:class:`Stages`); a learner's own implementation of any stage can replace the reference one
-with :meth:`TwoStageDetector.with_stages`, and the detector still runs:
+``box_head``). Every geometric step between them is a plain function that the caller gives
+(:class:`Stages`): the course's reference stages (:func:`workshop.course.reference_stages`,
+the exercises' textbook numpy tiers) or a learner's own, swapped in with
+:meth:`TwoStageDetector.with_stages`, and the detector still runs:
 
-    detector = load_detector()
+    from workshop.course import load_detector
+    detector = load_detector()          # the checkpoint's weights, the reference stages
     mine = detector.with_stages(roi_align=roi_align_numpy, batched_nms=batched_nms_loops)
     mine.detect(images)
 
@@ -20,7 +22,7 @@ images are uint8 ``(H, W, 3)`` or float in ``[0, 1]``. Class ids are ``1..num_cl
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -69,22 +71,17 @@ class DetectorConfig:
         return (self.image_size[0] // self.stride, self.image_size[1] // self.stride)
 
 
-def _registry_stage(exercise: str, tier: str = "numpy") -> Callable:
-    from ..exercises import get
-
-    return get(exercise).tier(tier)
-
-
 @dataclass
 class Stages:
-    """The detector's geometric steps; each defaults to the registry's numpy reference."""
+    """The detector's geometric steps: numpy functions with the signatures of the exercises of
+    the same names (chapters 3 to 6)."""
 
-    reference_anchors: Callable = field(default_factory=lambda: _registry_stage("reference_anchors"))
-    grid_anchors: Callable = field(default_factory=lambda: _registry_stage("grid_anchors"))
-    rpn_proposals: Callable = field(default_factory=lambda: _registry_stage("rpn_proposals"))
-    roi_align: Callable = field(default_factory=lambda: _registry_stage("roi_align"))
-    decode: Callable = field(default_factory=lambda: _registry_stage("decode"))
-    batched_nms: Callable = field(default_factory=lambda: _registry_stage("batched_nms"))
+    reference_anchors: Callable
+    grid_anchors: Callable
+    rpn_proposals: Callable
+    roi_align: Callable
+    decode: Callable
+    batched_nms: Callable
 
 
 def build_rpn(config: DetectorConfig, backbone=None):
@@ -141,7 +138,10 @@ class TwoStageDetector:
         self.config = config or DetectorConfig()
         self.rpn = rpn if rpn is not None else build_rpn(self.config, backbone)
         self.head = head if head is not None else build_box_head(self.config)
-        self.stages = stages or Stages()
+        if stages is None:
+            raise ValueError("a detector needs its stages: workshop.course.reference_stages() "
+                             "or a Stages of your own functions")
+        self.stages = stages
 
     # -- plumbing ------------------------------------------------------------------------------
     def with_stages(self, **replacements: Callable) -> "TwoStageDetector":
@@ -234,10 +234,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def load_detector(directory=None, config: DetectorConfig | None = None) -> TwoStageDetector:
-    """The trained detector from the course checkpoint (``./download_checkpoint.sh``)."""
-    if directory is None:
-        from ..checkpoint import ready_dir
-
-        directory = ready_dir()
-    return TwoStageDetector(config).load(directory)
+def load_detector(directory, stages: Stages, config: DetectorConfig | None = None) -> TwoStageDetector:
+    """The trained detector whose weights are in ``directory`` (a checkpoint folder), running
+    ``stages`` (:func:`workshop.course.load_detector` gives the course's checkpoint and stages)."""
+    return TwoStageDetector(config, stages=stages).load(directory)

@@ -1,5 +1,5 @@
-"""Training the two-stage detector: target sampling (numpy, from the registry's references)
-and a Keras model whose ``train_step`` joins the RPN and box-head losses, so ``fit`` brings
+"""Training the two-stage detector: target sampling (numpy, with the :class:`TrainingStages` the
+caller gives) and a Keras model whose ``train_step`` joins the RPN and box-head losses, so ``fit`` brings
 progress bars, TensorBoard, ModelCheckpoint and EarlyStopping.
 
 Approximate joint training (as in the Faster R-CNN code base): per step, the current RPN's
@@ -9,6 +9,9 @@ summed and back-propagated through RoI align into the backbone.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -30,17 +33,25 @@ def pad_ground_truth(boxes_list, classes_list, max_gt: int = MAX_GT):
     return boxes, classes
 
 
+@dataclass
+class TrainingStages:
+    """What a training step computes outside the networks: numpy ``rpn_targets``, ``iou`` and
+    ``encode`` and TensorFlow ``roi_align_tf``, with the signatures of the exercises of the same
+    names (:func:`workshop.course.reference_training_stages` gives the course's)."""
+
+    rpn_targets: Callable
+    iou: Callable
+    encode: Callable
+    roi_align_tf: Callable
+
+
 class TargetSampler:
     """Numpy side of a training step: RPN targets and sampled RoIs with their head targets."""
 
-    def __init__(self, detector: TwoStageDetector, seed: int = 0):
-        from ..exercises import get
-
+    def __init__(self, detector: TwoStageDetector, stages: TrainingStages, seed: int = 0):
         self.detector = detector
         self.config = detector.config
-        self.rpn_targets = get("rpn_targets").tier("numpy")
-        self.iou = get("iou").tier("numpy")
-        self.encode = get("encode").tier("numpy")
+        self.rpn_targets, self.iou, self.encode = stages.rpn_targets, stages.iou, stages.encode
         self.rng = np.random.default_rng(seed)
         self._anchors: dict[tuple, np.ndarray] = {}
 
@@ -112,7 +123,7 @@ class TargetSampler:
         return boxes, labels, deltas
 
 
-def build_training_model(detector: TwoStageDetector, seed: int = 0):
+def build_training_model(detector: TwoStageDetector, stages: TrainingStages, seed: int = 0):
     """A ``keras.Model`` whose ``fit`` trains ``detector``'s RPN and box head together.
 
     ``fit`` takes ``x = images`` float32 ``(B, H, W, 3)`` in [0, 1] and ``y = (gt_boxes
@@ -121,11 +132,10 @@ def build_training_model(detector: TwoStageDetector, seed: int = 0):
     import keras
     import tensorflow as tf
 
-    from ..exercises import get
     from .rpn import rpn_loss, smooth_l1
 
-    roi_align_tf = get("roi_align").tier("tf")
-    sampler = TargetSampler(detector, seed)
+    roi_align_tf = stages.roi_align_tf
+    sampler = TargetSampler(detector, stages, seed)
     c = detector.config
 
     class DetectorTrainer(keras.Model):
