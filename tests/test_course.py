@@ -80,7 +80,7 @@ def test_speed_table_prints_a_400_times_slower_entry_with_significant_digits(mon
     seconds = {fast: 1e-4, slow: 4e-2}
     monkeypatch.setattr(course, "_median_seconds", lambda fn, *a: seconds[fn])
     rows = speed_table("iou", {"your fast": fast, "your slow": slow, "your loops": unwritten}, (A, B),
-                       reference_tiers=())
+                       reference_tiers=(), industry=False)
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("your slow"))
     assert "0.0025x" in line and "0.0x" not in line, out
@@ -99,6 +99,16 @@ def test_speed_table_against_the_reference(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "0.0005x" in next(ln for ln in out.splitlines() if ln.startswith("your numpy")), out
     assert "2e+03x" in next(ln for ln in out.splitlines() if ln.startswith("reference numpy")), out
+
+
+def test_speed_table_shows_the_tuned_kernel_and_the_industry_op(capsys):
+    """Learner, textbook reference, tuned kernel and the library's op, side by side."""
+    rows = speed_table("iou", {}, (A, B), repeat=1, budget=0.5)
+    names = [r["implementation"] for r in rows]
+    assert names == ["reference numpy", "tuned kernel numpy", "industry: pycocotools"], names
+    assert all(r["seconds"] for r in rows)
+    rows = speed_table("iou", {}, (A, B), repeat=1, budget=0.5, industry=False)
+    assert [r["implementation"] for r in rows] == ["reference numpy", "tuned kernel numpy"]
 
 
 _CHILD = """
