@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 
-from workshop import bench
+from workshop.bench import table as bench
 from workshop.exercises.spec import Case
 
 

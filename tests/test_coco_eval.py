@@ -93,7 +93,7 @@ def test_equals_faster_coco_eval():
 
 
 def test_bench_dataset_small_scale_agrees():
-    from workshop.bench_coco import make_dataset
+    from workshop.bench.coco import make_dataset
 
     gt, dt = make_dataset(n_images=40, n_classes=5)
     assert_same_as_pycocotools(gt, dt)

@@ -13,7 +13,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets.config import Configurable
 
 from workshop import lab
-from workshop.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks
+from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks
 from workshop.grading.nbgrader_glue import KERNELSPEC, LANGUAGE_INFO
 from workshop.lab_contents import CourseContentsManager
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workshop.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
+from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
 from workshop.grading import notebook as nbk
 
 SOLUTION_PATHS = course_notebooks(SOLUTIONS)

@@ -23,7 +23,7 @@ COMMANDS = {
     "train": ("workshop.train:main", "train the course's models"),
     "release": ("workshop.grading.nbgrader_glue:main",
                 "write the learner notebooks/ from solutions/ (nbgrader preprocessors)"),
-    "course-report": ("workshop.course_report:main", "the course report"),
+    "course-report": ("workshop.tools.course_report:main", "the course report"),
 }
 
 

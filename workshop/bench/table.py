@@ -33,8 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .exercises import all_exercises
-from .exercises.spec import Case, Exercise, resolve
+from ..exercises import all_exercises
+from ..exercises.spec import Case, Exercise, resolve
 
 QUICK_ROWS = 300
 
@@ -88,7 +88,7 @@ def _prepare(exercise: Exercise, impl: str, case: Case) -> Callable[[], Any]:
     if impl in ("tf", "kernel tf"):
         import tensorflow as tf
 
-        from .exercises.spec import as_tensors
+        from ..exercises.spec import as_tensors
 
         fn = tf.function(fn, jit_compile=exercise.tf_jit)
         args, kwargs = as_tensors(case, exercise.tf_static)
@@ -226,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         run(registry_only, repeat=args.repeat, quick=args.quick, loop_budget=args.loop_budget)
     if only is None or "coco" in only:
         # COCO evaluation is a whole-data-set benchmark, not one exercise: its own table
-        from . import bench_coco
+        from . import coco
 
-        print("\nCOCO evaluation (python -m workshop.bench_coco; --only coco):")
-        print(bench_coco.format_rows(bench_coco.run(quick=args.quick)))
+        print("\nCOCO evaluation (python -m workshop.bench.coco; --only coco):")
+        print(coco.format_rows(coco.run(quick=args.quick)))
     return 0
 
 

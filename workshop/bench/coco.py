@@ -1,7 +1,7 @@
 """Benchmark: COCO bbox evaluation on arrays vs pycocotools vs faster-coco-eval.
 
-    python -m workshop.bench_coco            # 5,000 images, 20 classes (pycocotools takes minutes)
-    python -m workshop.bench_coco --quick    # 500 images
+    python -m workshop.bench.coco            # 5,000 images, 20 classes (pycocotools takes minutes)
+    python -m workshop.bench.coco --quick    # 500 images
 
 A generated set: per image about 10 ground truths (some crowds, sizes over all area ranges)
 and 50 detections (jittered copies of the objects, duplicates, strays; scores with ties).
@@ -28,7 +28,7 @@ N_IMAGES, N_CLASSES, GT_PER_IMAGE, DT_PER_IMAGE = 5000, 20, 10, 50
 def make_dataset(n_images: int = N_IMAGES, n_classes: int = N_CLASSES, gt_per_image: int = GT_PER_IMAGE,
                  dt_per_image: int = DT_PER_IMAGE, seed: int = 0):
     """(GroundTruths, Detections) of a random set (see the module docstring)."""
-    from .reference.metrics_coco import detections, ground_truths
+    from ..reference.metrics_coco import detections, ground_truths
 
     rng = np.random.default_rng(seed)
     n_gt = rng.poisson(gt_per_image, n_images)
@@ -99,7 +99,7 @@ def run(quick: bool = False, with_pycocotools: bool = True) -> list[dict]:
     total_s, max |stats - ours|."""
     import copy
 
-    from .reference.metrics_coco import coco_evaluate, coco_ground_truth, coco_results
+    from ..reference.metrics_coco import coco_evaluate, coco_ground_truth, coco_results
 
     n_images = 500 if quick else N_IMAGES
     gt, dt = make_dataset(n_images)
