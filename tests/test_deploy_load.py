@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from test_deploy_vm import Hub, _prerequisites, _public_tmp
+from class_hub import Hub, prerequisites, public_tmp
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNERS = 30
@@ -31,8 +31,8 @@ def _memory_mb(username: str) -> float:
 def test_thirty_learners_at_once():
     import shutil
 
-    _prerequisites()
-    tmp = _public_tmp()
+    prerequisites()
+    tmp = public_tmp()
     hub = Hub(tmp, learners=LEARNERS)
     try:
         assert hub.first.returncode == 0, hub.first.stderr
