@@ -413,21 +413,7 @@ def _collect(channel: bytearray, stdout: str, code: int, timed_out: bool, overfl
             f"stopped after {limits.wall:.0f} s{where} (an infinite loop, or far too slow)")
         return run
     if not result or code != 0:
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            why = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed (memory or CPU limit)",
-                   "SIGXCPU": f"CPU time limit ({limits.cpu} s) exceeded",
-                   "SIGABRT": "aborted"}.get(name, name)
-            run.status, run.message = "crashed", f"the process crashed{where}: {why}"
-        else:
-            run.status, run.message = "crashed", (
-                f"the process exited (exit code {code}){where}: did the code call sys.exit, "
-                "os._exit, kill its own process or exhaust memory?")
-        if "MemoryError" in stdout:
-            run.message += f" (memory limit {limits.memory_mb} MB)"
+        run.status, run.message = "crashed", _crash_message(code, where, stdout, limits)
         return run
     if result.get("status") == "no_function":
         run.status, run.message = "no_function", str(result.get("message", ""))[:1000]
@@ -440,31 +426,53 @@ def _collect(channel: bytearray, stdout: str, code: int, timed_out: bool, overfl
     reported = result.get("cases", [])
     if not isinstance(reported, list):
         reported = []
-    for i, c in enumerate(reported[:n_cases]):
-        c = c if isinstance(c, dict) else {}
-        if c.get("status") != "ok":
-            status = c.get("status") if c.get("status") in ("error", "not_implemented") else "error"
-            run.cases.append(CaseRun(status, error=str(c.get("error", ""))[:500]))
-            continue
-        described = c.get("described") if isinstance(c.get("described"), list) else []
-        described = [d for d in described[:16] if isinstance(d, dict)]
-        changed = [str(x)[:40] for x in c.get("changed", [])[:8]] if isinstance(
-            c.get("changed"), list) else []
-        try:
-            if c.get("kind") == "seq":
-                n = int(c["n"])
-                if not 0 <= n <= max(1, n_outputs) + 8:
-                    raise ValueError("too many outputs")
-                out: Any = tuple(outputs[f"c{i}_o{j}"] for j in range(n))
-            else:
-                out = outputs[f"c{i}_o"]
-        except (KeyError, ValueError, TypeError) as err:
-            run.cases.append(CaseRun("error", error=f"output missing: {err}"))
-            continue
-        run.cases.append(CaseRun("ok", output=out, described=described, changed=changed))
+    run.cases = [_case_run(i, c if isinstance(c, dict) else {}, outputs, n_outputs)
+                 for i, c in enumerate(reported[:n_cases])]
     while len(run.cases) < n_cases:
         run.cases.append(CaseRun("not_run", error="not run"))
     return run
+
+
+def _crash_message(code: int | None, where: str, stdout: str, limits: Limits) -> str:
+    """Why the child ended without a result: the signal that killed it, or its exit code."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = {"SIGSEGV": "a segmentation fault", "SIGKILL": "killed (memory or CPU limit)",
+               "SIGXCPU": f"CPU time limit ({limits.cpu} s) exceeded",
+               "SIGABRT": "aborted"}.get(name, name)
+        message = f"the process crashed{where}: {why}"
+    else:
+        message = (f"the process exited (exit code {code}){where}: did the code call sys.exit, "
+                   "os._exit, kill its own process or exhaust memory?")
+    if "MemoryError" in stdout:
+        message += f" (memory limit {limits.memory_mb} MB)"
+    return message
+
+
+def _case_run(i: int, reported: dict, outputs: dict, n_outputs: int) -> CaseRun:
+    """Case ``i`` as the child reported it (untrusted: every field checked), with its outputs."""
+    if reported.get("status") != "ok":
+        status = reported.get("status")
+        status = status if status in ("error", "not_implemented") else "error"
+        return CaseRun(status, error=str(reported.get("error", ""))[:500])
+    described = reported.get("described") if isinstance(reported.get("described"), list) else []
+    described = [d for d in described[:16] if isinstance(d, dict)]
+    changed = reported.get("changed")
+    changed = [str(x)[:40] for x in changed[:8]] if isinstance(changed, list) else []
+    try:
+        if reported.get("kind") == "seq":
+            n = int(reported["n"])
+            if not 0 <= n <= max(1, n_outputs) + 8:
+                raise ValueError("too many outputs")
+            out: Any = tuple(outputs[f"c{i}_o{j}"] for j in range(n))
+        else:
+            out = outputs[f"c{i}_o"]
+    except (KeyError, ValueError, TypeError) as err:
+        return CaseRun("error", error=f"output missing: {err}")
+    return CaseRun("ok", output=out, described=described, changed=changed)
 
 
 # == child side (this file run as a script; stdlib + numpy only) ===========================
@@ -617,6 +625,109 @@ def _describe_error(err: BaseException) -> str:
     return f"raised {type(err).__name__}: {text}{where}"
 
 
+def _program_namespace(job: dict, setup_errors: list) -> dict:
+    """The learner's imports, in a fresh namespace (``import x`` binds a lazy module: it loads
+    on first use, so an import the graded code never uses costs nothing)."""
+    ns: dict = {"__name__": "__main__", "__builtins__": builtins}
+    for stmt in job["imports"]:
+        try:
+            tree = compile(stmt, "<imports>", "exec", flags=0x400, dont_inherit=True)  # PyCF_ONLY_AST
+            node = tree.body[0]
+            if type(node).__name__ == "Import":
+                for alias in node.names:
+                    if alias.asname:
+                        ns[alias.asname] = _LazyModule(alias.name, top=False)
+                    else:
+                        top = alias.name.split(".")[0]
+                        ns[top] = _LazyModule(alias.name, top=True)
+            else:
+                exec(compile(stmt, "<imports>", "exec"), ns)  # noqa: S102
+        except BaseException as err:  # noqa: BLE001 - an import that fails is simply absent
+            setup_errors.append(f"{stmt}: {type(err).__name__}")
+    return ns
+
+
+def _run_cells(cells: list, ns: dict, setup_errors: list) -> None:
+    """The cells the graded function depends on, then its own; an error is noted, not fatal."""
+    for label, src in cells:
+        try:
+            exec(compile(src, f"<cell {label}>", "exec"), ns)  # noqa: S102
+        except BaseException as err:  # noqa: BLE001 - SystemExit too
+            setup_errors.append(f"cell {label!r} {_describe_error(err)}")
+
+
+def _load_answer_libraries(ns: dict, answer_calls: list) -> None:
+    """Load now the learner's lazily imported libraries that hold a finished answer, so that
+    the contract check sees a call to one."""
+    libraries = {a.split(".")[0] for a in answer_calls}
+    for value in list(ns.values()):
+        if isinstance(value, _LazyModule) and value.__dict__["_lazy"][0].split(".")[0] in libraries:
+            try:
+                value._load()
+            except Exception:  # noqa: BLE001, S110
+                pass
+
+
+def _store_output(i: int, out, n_out: int, outputs: dict) -> dict:
+    """Case ``i``'s output as plain arrays in ``outputs``; what the summary says of its shape."""
+    if n_out > 1 and isinstance(out, (tuple, list)):
+        parts = [_as_array(o) for o in out]
+        for j, part in enumerate(parts):
+            outputs[f"c{i}_o{j}"] = part
+        return {"kind": "seq", "n": len(parts)}
+    outputs[f"c{i}_o"] = _as_array(out)
+    return {"kind": "one"}
+
+
+def _run_case(i: int, case: dict, fn, job: dict, arrays: dict, outputs: dict, contracts):
+    """Call the learner's function on case ``i``: its summary entry for the channel (its
+    outputs stored in ``outputs``), and whether to stop (memory exhausted)."""
+    import numpy as np
+
+    tier, answer_calls = job.get("tier"), list(job.get("answer_calls", []))
+    args = [_decode(a, arrays) for a in case["args"]]
+    kwargs = {k: _decode(v, arrays) for k, v in case["kwargs"].items()}
+    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    kwargs = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
+    originals = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    call = fn
+    if tier == "tf":
+        try:
+            import tensorflow as tf
+
+            static = set(job.get("tf_static", []))
+            conv = lambda v: tf.constant(v) if isinstance(v, np.ndarray) else v  # noqa: E731
+            args = [conv(a) for a in args]
+            kwargs = {k: (v if k in static else conv(v)) for k, v in kwargs.items()}
+            if i == job.get("contract_case"):
+                call = tf.function(fn, jit_compile=bool(job.get("tf_jit", True)))
+        except Exception as err:  # noqa: BLE001
+            return {"status": "error", "error": f"TensorFlow: {err}"}, False
+    contracts.record_answer_calls(answer_calls)
+    try:
+        out = call(*args, **kwargs)
+    except NotImplementedError:
+        return {"status": "not_implemented"}, False
+    except MemoryError:
+        return {"status": "error", "error": (
+            f"raised MemoryError: the memory limit ({job['limits'].get('memory_mb')} MB) "
+            "was exceeded; the remaining cases were not run")}, True
+    except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
+        if call is not fn:
+            return {"status": "error", "contract": True, "error": contracts.tf_failure(err)}, False
+        return {"status": "error", "error": _describe_error(err)}, False
+    entry = {"status": "ok", "described": contracts.describe_output(out)}
+    if tier != "tf":
+        changed = contracts.changed_arguments(originals, args, list(job.get("arg_names", [])))
+        if changed:
+            entry["changed"] = changed
+    try:
+        entry.update(_store_output(i, out, int(job.get("n_outputs", 1)), outputs))
+    except BaseException as err:  # noqa: BLE001
+        return {"status": "error", "error": f"{err}"[:300]}, False
+    return entry, False
+
+
 def _child_main(jobdir: str, channel_fd: int) -> None:
     blocked: list[str] = []
     job = json.loads(Path(jobdir, "job.json").read_text())
@@ -651,32 +762,11 @@ def _child_main(jobdir: str, channel_fd: int) -> None:
         payload = buffer.getvalue()
         send(f"R {len(summary)} {len(payload)}\n".encode() + summary + payload)
 
-    ns: dict = {"__name__": "__main__", "__builtins__": builtins}
-    for stmt in job["imports"]:
-        try:
-            tree = compile(stmt, "<imports>", "exec", flags=0x400, dont_inherit=True)  # PyCF_ONLY_AST
-            node = tree.body[0]
-            if type(node).__name__ == "Import":
-                for alias in node.names:
-                    if alias.asname:
-                        ns[alias.asname] = _LazyModule(alias.name, top=False)
-                    else:
-                        top = alias.name.split(".")[0]
-                        ns[top] = _LazyModule(alias.name, top=True)
-            else:
-                exec(compile(stmt, "<imports>", "exec"), ns)  # noqa: S102
-        except BaseException as err:  # noqa: BLE001 - an import that fails is simply absent
-            result["setup_errors"].append(f"{stmt}: {type(err).__name__}")
+    ns = _program_namespace(job, result["setup_errors"])
     # A notebook's other cells may import helpers that reach the answers (workshop.evaluation):
     # absent here, such an import is simply absent. Only the graded code's reaching counts.
     del blocked[:]
-    cells = job["cells"]
-    for label, src in cells:
-        try:
-            exec(compile(src, f"<cell {label}>", "exec"), ns)  # noqa: S102
-        except BaseException as err:  # noqa: BLE001 - SystemExit too
-            msg = f"cell {label!r} {_describe_error(err)}"
-            result["setup_errors"].append(msg)
+    _run_cells(job["cells"], ns, result["setup_errors"])
     sys.stdout.flush()
     fn = ns.get(job["function"])
     if not callable(fn):
@@ -692,76 +782,15 @@ def _child_main(jobdir: str, channel_fd: int) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import contracts
 
-    tf = None
     outputs: dict = {}
-    n_out = int(job.get("n_outputs", 1))
-    static = set(job.get("tf_static", []))
-    tier = job.get("tier")
     answer_calls = list(job.get("answer_calls", []))
-    arg_names = list(job.get("arg_names", []))
-    for value in list(ns.values()):   # the learner's lazily imported libraries, loaded now
-        if isinstance(value, _LazyModule) and value.__dict__["_lazy"][0].split(".")[0] in {
-                a.split(".")[0] for a in answer_calls}:
-            try:
-                value._load()
-            except Exception:  # noqa: BLE001, S110
-                pass
+    _load_answer_libraries(ns, answer_calls)
     for i, case in enumerate(job["cases"]):
         send(f"P {i}\n".encode())
-        args = [_decode(a, arrays) for a in case["args"]]
-        kwargs = {k: _decode(v, arrays) for k, v in case["kwargs"].items()}
-        args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-        kwargs = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kwargs.items()}
-        originals = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-        call = fn
-        if tier == "tf":
-            try:
-                if tf is None:
-                    import tensorflow as tf
-                conv = lambda v: tf.constant(v) if isinstance(v, np.ndarray) else v
-                args = [conv(a) for a in args]
-                kwargs = {k: (v if k in static else conv(v)) for k, v in kwargs.items()}
-                if i == job.get("contract_case"):
-                    call = tf.function(fn, jit_compile=bool(job.get("tf_jit", True)))
-            except Exception as err:  # noqa: BLE001
-                result["cases"].append({"status": "error", "error": f"TensorFlow: {err}"})
-                continue
-        contracts.record_answer_calls(answer_calls)
-        try:
-            out = call(*args, **kwargs)
-        except NotImplementedError:
-            result["cases"].append({"status": "not_implemented"})
-            continue
-        except MemoryError:
-            out = None
-            result["cases"].append({"status": "error", "error": (
-                f"raised MemoryError: the memory limit ({job['limits'].get('memory_mb')} MB) "
-                "was exceeded; the remaining cases were not run")})
+        entry, stop = _run_case(i, case, fn, job, arrays, outputs, contracts)
+        result["cases"].append(entry)
+        if stop:
             break
-        except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, ...
-            if call is not fn:
-                result["cases"].append({"status": "error", "contract": True,
-                                        "error": contracts.tf_failure(err)})
-            else:
-                result["cases"].append({"status": "error", "error": _describe_error(err)})
-            continue
-        entry = {"status": "ok", "described": contracts.describe_output(out)}
-        if tier != "tf":
-            changed = contracts.changed_arguments(originals, args, arg_names)
-            if changed:
-                entry["changed"] = changed
-        try:
-            if n_out > 1 and isinstance(out, (tuple, list)):
-                parts = [_as_array(o) for o in out]
-                for j, p in enumerate(parts):
-                    outputs[f"c{i}_o{j}"] = p
-                entry.update(kind="seq", n=len(parts))
-            else:
-                outputs[f"c{i}_o"] = _as_array(out)
-                entry["kind"] = "one"
-            result["cases"].append(entry)
-        except BaseException as err:  # noqa: BLE001
-            result["cases"].append({"status": "error", "error": f"{err}"[:300]})
     result["answer_calls"] = [c for c in dict.fromkeys(contracts.CALLS) if c in answer_calls]
     send(f"P {len(job['cases'])}\n".encode())
     sys.stdout.flush()
