@@ -24,6 +24,12 @@ COMMANDS = {
     "release": ("workshop.grading.nbgrader_glue:main",
                 "write the learner notebooks/ from solutions/ (nbgrader preprocessors)"),
     "course-report": ("workshop.tools.course_report:main", "the course report"),
+    "predict": ("workshop.toolkit.predict:main",
+                "run the detector on images, folders and videos: COCO results JSON, drawn media"),
+    "eval": ("workshop.toolkit.evaluate:main",
+             "COCO (or VOC) evaluation of a results file: the 12 COCO numbers, AP per class"),
+    "serve": ("workshop.toolkit.serve:main",
+              "a web page and a JSON API around the detector (FastAPI + uvicorn)"),
 }
 
 

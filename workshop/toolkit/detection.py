@@ -1,0 +1,149 @@
+"""The detector the toolkit's commands share: weights, stages, filters, results.
+
+    predictor = load_predictor(checkpoint=None, notebooks=["my_06.ipynb"], min_score=0.3)
+    result = predictor.predict(rgb)      # uint8 (H, W, 3) RGB
+    result["boxes"]    # float64 (D, 4) xyxy, continuous pixels of ``rgb``, no "+1"
+    result["scores"]   # float64 (D,), decreasing
+    result["classes"]  # int64 (D,), ids 1..K into predictor.class_names (0 = background)
+
+The weights are the course's checkpoint (``./download_checkpoint.sh``) or a folder holding
+``detector_rpn.weights.h5`` and ``detector_head.weights.h5`` (what ``TwoStageDetector.save``
+writes). The stages are the reference's (:func:`workshop.course.load_detector`) with a
+learner's working functions in their place (:mod:`workshop.toolkit.stages`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from workshop.data.synthetic import CLASS_NAMES
+
+from .stages import LearnerStages, learner_stages, reference_only
+
+WEIGHT_FILES = ("detector_rpn.weights.h5", "detector_head.weights.h5")
+
+
+class ToolkitError(ValueError):
+    """Bad input to a command (a path, an option, a checkpoint); the message says what to do."""
+
+
+def parse_classes(text: str | None, class_names: Sequence[str] = CLASS_NAMES) -> list[int] | None:
+    """``"circle,ring"`` -> ``[1, 5]`` (ids into ``class_names``); None for no filter.
+    Raises :class:`ToolkitError` naming unknown classes and listing the known ones."""
+    if text is None or not text.strip():
+        return None
+    wanted = [t.strip() for t in text.split(",") if t.strip()]
+    known = list(class_names[1:])
+    unknown = [t for t in wanted if t not in known]
+    if unknown:
+        raise ToolkitError(f"--classes: unknown {', '.join(map(repr, unknown))}; the detector's classes "
+                           f"are {', '.join(known)}")
+    return sorted({class_names.index(t) for t in wanted})
+
+
+def checkpoint_dir(directory: str | Path | None) -> Path:
+    """The folder to load weights from: ``directory`` if it holds :data:`WEIGHT_FILES`, else the
+    course's verified checkpoint. Raises :class:`ToolkitError` saying what is missing."""
+    if directory is None:
+        from workshop.checkpoint import CheckpointError, ready_dir
+
+        try:
+            return ready_dir()
+        except CheckpointError as err:
+            raise ToolkitError(str(err)) from None
+    d = Path(directory)
+    if not d.is_dir():
+        raise ToolkitError(f"--checkpoint {d}: no such folder")
+    missing = [f for f in WEIGHT_FILES if not (d / f).is_file()]
+    if missing:
+        raise ToolkitError(f"--checkpoint {d}: no detector weights there (missing {', '.join(missing)})")
+    return d
+
+
+class Predictor:
+    """One loaded detector with its filters; :meth:`predict` may be called from several threads
+    (calls run one at a time)."""
+
+    def __init__(self, detector, checkpoint: Path, stages: LearnerStages, min_score: float,
+                 max_detections: int, classes: list[int] | None,
+                 class_names: Sequence[str] = CLASS_NAMES):
+        self.detector = detector
+        self.checkpoint = checkpoint
+        self.stages = stages
+        self.min_score = float(min_score)
+        self.max_detections = int(max_detections)
+        self.classes = classes
+        self.class_names = tuple(class_names)
+        self._lock = threading.Lock()
+
+    def predict(self, rgb: np.ndarray) -> dict:
+        """Detections on one uint8 RGB ``(H, W, 3)`` image: ``boxes`` float64 ``(D, 4)`` xyxy,
+        ``scores`` float64 ``(D,)`` (decreasing, each above ``min_score``), ``classes`` int64
+        ``(D,)``; at most ``max_detections``, only the ``classes`` asked for."""
+        with self._lock:
+            result = self.detector.detect(rgb[None])[0]
+        boxes = np.asarray(result["boxes"], np.float64).reshape(-1, 4)
+        scores = np.asarray(result["scores"], np.float64).reshape(-1)
+        classes = np.asarray(result["classes"], np.int64).reshape(-1)
+        keep = scores > self.min_score
+        if self.classes is not None:
+            keep &= np.isin(classes, self.classes)
+        order = np.flatnonzero(keep)
+        order = order[np.argsort(-scores[order], kind="stable")][: self.max_detections]
+        return {"boxes": boxes[order], "scores": scores[order], "classes": classes[order]}
+
+    def as_json(self, result: dict, digits: int = 2) -> list[dict]:
+        """A result as the API's list of ``{"box": [x1, y1, x2, y2], "score": s, "class": name,
+        "class_id": k}`` (box rounded to ``digits`` decimals, score to 4)."""
+        return [{"box": [round(float(v), digits) for v in b], "score": round(float(s), 4),
+                 "class": self.class_names[int(c)], "class_id": int(c)}
+                for b, s, c in zip(result["boxes"], result["scores"], result["classes"])]
+
+    def categories(self) -> list[dict]:
+        """COCO ``categories``: ``[{"id": 1, "name": "circle"}, ...]``."""
+        return [{"id": i, "name": n} for i, n in enumerate(self.class_names) if i > 0]
+
+    def describe(self) -> list[str]:
+        """Lines saying which weights and whose stages run."""
+        mine = sum(c.yours for c in self.stages.choices)
+        return [f"checkpoint: {self.checkpoint}",
+                f"stages ({mine} yours, {len(self.stages.choices) - mine} the reference's):",
+                *self.stages.lines()]
+
+
+def load_predictor(checkpoint: str | Path | None = None, notebooks: Sequence[str | Path] = (),
+                   min_score: float = 0.05, max_detections: int = 100,
+                   classes: list[int] | None = None) -> Predictor:
+    """The course's detector (weights from :func:`checkpoint_dir`), running a learner's stages
+    from ``notebooks`` where they work and the reference elsewhere, keeping detections scoring
+    above ``min_score`` (also the detector's own score threshold before its NMS), at most
+    ``max_detections`` per image, of ``classes`` (ids) only if given.
+
+    Raises :class:`ToolkitError` for a bad option, checkpoint or notebook.
+    """
+    if not 0.0 <= min_score < 1.0:
+        raise ToolkitError(f"--min-score: expected a score in [0, 1), got {min_score}")
+    if max_detections < 1:
+        raise ToolkitError(f"--max-detections: expected at least 1, got {max_detections}")
+    weights = checkpoint_dir(checkpoint)
+    from .stages import StagesError
+
+    try:
+        stages = learner_stages(notebooks) if notebooks else reference_only()
+    except StagesError as err:
+        raise ToolkitError(str(err)) from None
+    from workshop.course import import_tensorflow, load_detector
+
+    import_tensorflow()
+    detector = load_detector(weights, **stages.replacements)
+    # the detector's own cut-offs: its score threshold before NMS and the NMS's output size
+    # (room for every class when only some are kept, so the filter leaves max_detections)
+    cap = max_detections if classes is None else max_detections * detector.config.num_classes
+    config = dataclasses.replace(detector.config, score_threshold=float(min_score), max_detections=int(cap))
+    detector = type(detector)(config, stages=detector.stages, rpn=detector.rpn, head=detector.head)
+    return Predictor(detector, weights, stages, min_score, max_detections, classes)
