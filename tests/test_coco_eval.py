@@ -7,9 +7,21 @@ import numpy as np
 import pytest
 
 from workshop.reference.metrics_coco import (
-    IOU_THRESHOLDS, RECALL_THRESHOLDS, coco_evaluate, coco_ground_truth, coco_results, detections,
-    ground_truths, load_coco_detections, load_coco_ground_truth, pycocotools_evaluate,
-    save_coco_detections, save_coco_ground_truth, to_pycocotools, voc_evaluate)
+    IOU_THRESHOLDS,
+    RECALL_THRESHOLDS,
+    coco_evaluate,
+    coco_ground_truth,
+    coco_results,
+    detections,
+    ground_truths,
+    load_coco_detections,
+    load_coco_ground_truth,
+    pycocotools_evaluate,
+    save_coco_detections,
+    save_coco_ground_truth,
+    to_pycocotools,
+    voc_evaluate,
+)
 
 
 def random_set(rng, n_img=12, n_cls=3, score_levels=10, many=False):

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from workshop.conventions import BOX_FORMATS, as_boxes, as_scores, box_area, clip_boxes, convert_boxes
+from workshop.conventions import (
+    BOX_FORMATS,
+    as_boxes,
+    as_scores,
+    box_area,
+    clip_boxes,
+    convert_boxes,
+)
 
 XYXY = np.array([[0.0, 0.0, 10.0, 10.0], [2.5, 4.0, 7.5, 20.0], [5.0, 5.0, 5.0, 5.0]])
 

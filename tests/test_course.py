@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from workshop import course
-from workshop.course import Reference, duration, is_reference, mine_or_reference, significant, speed_table, whose
+from workshop.course import (
+    Reference,
+    duration,
+    is_reference,
+    mine_or_reference,
+    significant,
+    speed_table,
+    whose,
+)
 from workshop.exercises import get
 
 A = np.array([[0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 15.0, 15.0]])

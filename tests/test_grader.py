@@ -23,8 +23,8 @@ from graded_submissions import builder
 from workshop.exercises import get
 from workshop.grading import notebook as nbk
 from workshop.grading.check import grading_cases
-from workshop.grading.static import static_violations
 from workshop.grading.runner import PRINT_LIMIT, Limits, run_program
+from workshop.grading.static import static_violations
 
 pytestmark = pytest.mark.xdist_group("crafted")   # the crafted class is graded once
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets.config import Configurable
 
 from workshop import lab
-from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks
 from workshop.grading.nbgrader_glue import KERNELSPEC, LANGUAGE_INFO
 from workshop.lab_contents import CourseContentsManager
+from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNER = ROOT / "deploy" / "jupyter" / "learner"

@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
 from workshop.grading import notebook as nbk
+from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
 
 SOLUTION_PATHS = course_notebooks(SOLUTIONS)
 IDS = [p.stem for p in SOLUTION_PATHS]

@@ -38,8 +38,8 @@ def test_tensorboard_logs_are_written(tiny_run):
 
 
 def test_trained_detector_loads_and_detects(tiny_run):
-    from workshop.data.synthetic import make_scene
     from workshop.course import load_detector
+    from workshop.data.synthetic import make_scene
 
     out, _ = tiny_run
     detector = load_detector(out)

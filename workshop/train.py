@@ -163,7 +163,12 @@ def train_unet(out: Path, s: Settings, seed: int, logs: Path | None, verbose: in
 def evaluate_detector(detector, dataset, batch_size: int = 16) -> dict:
     """COCO mAP and AP50 of ``detector`` on a :class:`DetectionDataset`, with the course's own
     evaluation and with pycocotools (the two must agree)."""
-    from .reference.metrics_coco import coco_evaluate, detections, ground_truths, pycocotools_evaluate
+    from .reference.metrics_coco import (
+        coco_evaluate,
+        detections,
+        ground_truths,
+        pycocotools_evaluate,
+    )
 
     gt_rows, dt_rows = [], []
     for start in range(0, len(dataset.images), batch_size):
@@ -261,7 +266,15 @@ def build_checkpoint(train_dir: str | os.PathLike | None = None, say=print) -> d
     (extra trainer arguments, e.g. ``--tiny`` for a smoke test), ``WORKSHOP_CHECKPOINT_MANIFEST``
     (where the manifest and archive are written).
     """
-    from .checkpoint import ARCHIVE_NAME, METRICS, ROOT, CheckpointError, manifest_path, pack, prepare
+    from .checkpoint import (
+        ARCHIVE_NAME,
+        METRICS,
+        ROOT,
+        CheckpointError,
+        manifest_path,
+        pack,
+        prepare,
+    )
 
     module = os.environ.get("WORKSHOP_TRAIN_MODULE", "workshop.train")
     try:

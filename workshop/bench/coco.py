@@ -110,7 +110,8 @@ def run(quick: bool = False, with_pycocotools: bool = True) -> list[dict]:
                  "eval_s": t_ours, "total_s": t_ours, "max_abs_diff": 0.0, "AP": ours.stats[0]})
     gt_dict, results = coco_ground_truth(gt), coco_results(dt)
     try:
-        from faster_coco_eval import COCO as FCOCO, COCOeval_faster
+        from faster_coco_eval import COCO as FCOCO
+        from faster_coco_eval import COCOeval_faster
         load, ev, stats = _run_cocoapi(FCOCO, lambda g, d, t: COCOeval_faster(g, d, t, print_function=lambda *a: None),
                                        copy.deepcopy(gt_dict), copy.deepcopy(results))
         rows.append({"implementation": "faster-coco-eval COCOeval_faster", **common, "load_s": load,

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import notebook as nbk
+from .probe import check_sandbox
 from .records import (
     SubmissionResult,
     TestRecord,
@@ -49,7 +50,6 @@ from .records import (
     write_submission,
 )
 from .runner import Limits, RunResult, run_program
-from .probe import check_sandbox
 from .sandbox import Sandbox, SandboxUnavailable
 from .static import forbidden_bindings, static_violations
 from .zygote import session_for
@@ -320,6 +320,15 @@ def solution_index(solutions: Path) -> dict[str, Path]:
             if ".ipynb_checkpoints" not in f.parts}
 
 
+def _already_graded(out: Path, path: Path, student: str, seed: int) -> SubmissionResult | None:
+    """An earlier run's result for this very file (same digest) and seed, or None."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return read_submission(out, student, path.name, digest, seed)
+
+
 def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, jobs: int = 1,
               limits: Limits | None = None, budget: float = 900.0, log=print,
               seed: int | None = None, sandbox: Sandbox | None = None,
@@ -352,16 +361,11 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
 
     def one(item, session):
         path, student = item
-        if resume:
-            try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
-                digest = ""
-            done = read_submission(out, student, path.name, digest, seed)
-            if done is not None:
-                if log:
-                    log(f"{student}/{path.name}: {done.total:g}/{done.max_total:g} (kept)")
-                return done
+        done = _already_graded(out, path, student, seed) if resume else None
+        if done is not None:
+            if log:
+                log(f"{student}/{path.name}: {done.total:g}/{done.max_total:g} (kept)")
+            return done
         sol = index.get("*") or index.get(path.name)
         if sol is None:
             res = SubmissionResult(student, path.name, str(path), error=(
@@ -387,11 +391,8 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
 
     def learner(items):
         """All notebooks of one learner, in one sandboxed session (never shared)."""
-        tiers = set()
-        for path, _ in items:
-            sol = index.get("*") or index.get(path.name)
-            if sol is not None:
-                tiers.update(t.tier for t in tests_of(sol)[0])
+        solutions_used = [index.get("*") or index.get(path.name) for path, _ in items]
+        tiers = {t.tier for sol in solutions_used if sol is not None for t in tests_of(sol)[0]}
         session = session_for(sandbox, tensorflow="tf" in tiers)
         try:
             return [one(item, session) for item in items]

@@ -73,8 +73,26 @@ def static_violations(src: str, outside: dict[str, str] | None = None) -> list[s
     tree = parse(src)
     if tree is None:
         return []  # it will fail on its own, with Python's message
-    found: list[str] = []
-    workshop_names = {"workshop"}
+    workshop_names, found = _imports_found(tree)
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if any(s in node.value for s in ANSWER_STRINGS):
+                found.append(f"names the reference implementations ({node.value[:60]!r}, "
+                             f"line {line})")
+        elif isinstance(node, ast.Attribute):
+            found += _attribute_violations(node, workshop_names, line)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            found += _name_violations(node, outside or {}, line)
+        elif isinstance(node, ast.Call):
+            found += _call_violations(node, workshop_names, line)
+        found += _patch_violations(node, workshop_names, line)
+    return list(dict.fromkeys(found))
+
+
+def _imports_found(tree: ast.AST) -> tuple[set[str], list[str]]:
+    """The names bound to the ``workshop`` package, and the imports of its answers."""
+    workshop_names, found = {"workshop"}, []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
@@ -91,47 +109,57 @@ def static_violations(src: str, outside: dict[str, str] | None = None) -> list[s
                 if reached:
                     found.append(f"imports {reached} (line {node.lineno}), the reference "
                                  "implementations")
-    for node in ast.walk(tree):
-        line = getattr(node, "lineno", "?")
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if any(s in node.value for s in ANSWER_STRINGS):
-                found.append(f"names the reference implementations ({node.value[:60]!r}, "
-                             f"line {line})")
-        elif isinstance(node, ast.Attribute):
-            if isinstance(node.value, ast.Name):
-                pair = (node.value.id, node.attr)
-                if node.value.id in workshop_names and node.attr in ANSWER_ATTRIBUTES:
-                    found.append(f"reaches for workshop.{node.attr} (line {line})")
-                if pair in IMPORT_SYSTEM:
-                    found.append(f"tampers with the import system or the interpreter "
-                                 f"({'.'.join(pair)}, line {line})")
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            if outside and node.id in outside:
-                found.append(f"uses {node.id} (line {line}), imported from "
-                             f"{outside[node.id]} in another cell: the reference implementations")
-            if node.id in ("__import__", "__builtins__"):
-                found.append(f"uses {node.id} (line {line})")
-        elif isinstance(node, ast.Call):
-            fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
-                node.func, "id", "")
-            if fname in ("import_module", "__import__", "reload") and not (
-                    node.args and isinstance(node.args[0], ast.Constant)):
-                found.append(f"imports a module by a computed name (line {line})")
-            if fname in ("setattr", "delattr") and node.args and _root(node.args[0]) in (
-                    workshop_names | {"sys", "builtins"}):
-                found.append(f"patches {_text(node.args[0])} with {fname} (line {line})")
-        targets = []
-        if isinstance(node, ast.Assign):
-            targets = node.targets
-        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-            targets = [node.target]
-        elif isinstance(node, ast.Delete):
-            targets = node.targets
-        for t in targets:
-            for sub in ast.walk(t):
-                if isinstance(sub, (ast.Attribute, ast.Subscript)) and _root(sub) in (
-                        workshop_names | {"sys", "builtins", "np", "numpy"}):
-                    found.append(f"patches {_text(sub)} (line {line}): the checker, the "
-                                 "interpreter or numpy")
-                    break
-    return list(dict.fromkeys(found))
+    return workshop_names, found
+
+
+def _attribute_violations(node: ast.Attribute, workshop_names: set[str], line) -> list[str]:
+    if not isinstance(node.value, ast.Name):
+        return []
+    found = []
+    pair = (node.value.id, node.attr)
+    if node.value.id in workshop_names and node.attr in ANSWER_ATTRIBUTES:
+        found.append(f"reaches for workshop.{node.attr} (line {line})")
+    if pair in IMPORT_SYSTEM:
+        found.append(f"tampers with the import system or the interpreter "
+                     f"({'.'.join(pair)}, line {line})")
+    return found
+
+
+def _name_violations(node: ast.Name, outside: dict[str, str], line) -> list[str]:
+    found = []
+    if node.id in outside:
+        found.append(f"uses {node.id} (line {line}), imported from "
+                     f"{outside[node.id]} in another cell: the reference implementations")
+    if node.id in ("__import__", "__builtins__"):
+        found.append(f"uses {node.id} (line {line})")
+    return found
+
+
+def _call_violations(node: ast.Call, workshop_names: set[str], line) -> list[str]:
+    found = []
+    fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
+        node.func, "id", "")
+    if fname in ("import_module", "__import__", "reload") and not (
+            node.args and isinstance(node.args[0], ast.Constant)):
+        found.append(f"imports a module by a computed name (line {line})")
+    if fname in ("setattr", "delattr") and node.args and _root(node.args[0]) in (
+            workshop_names | {"sys", "builtins"}):
+        found.append(f"patches {_text(node.args[0])} with {fname} (line {line})")
+    return found
+
+
+def _patch_violations(node: ast.AST, workshop_names: set[str], line) -> list[str]:
+    """Assignments to (or deletions of) the checker's, the interpreter's or numpy's attributes."""
+    if isinstance(node, (ast.Assign, ast.Delete)):
+        targets = node.targets
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+        targets = [node.target]
+    else:
+        return []
+    for t in targets:
+        for sub in ast.walk(t):
+            if isinstance(sub, (ast.Attribute, ast.Subscript)) and _root(sub) in (
+                    workshop_names | {"sys", "builtins", "np", "numpy"}):
+                return [f"patches {_text(sub)} (line {line}): the checker, the interpreter or "
+                        "numpy"]
+    return []

@@ -312,6 +312,32 @@ def _fork_test(job: dict, fds: list[int], sock: socket.socket, wake: tuple[int, 
     return pid
 
 
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _reap(running: dict[int, tuple[int, int]], sock: socket.socket) -> None:
+    """Report every finished test (pid in ``running``), after killing its uid's processes and
+    removing its ``/tmp`` folder."""
+    while running:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid not in running:
+            continue
+        job_id, uid = running.pop(pid)
+        _sweep(uid)
+        _remove(f"/tmp/t{uid}")
+        sock.send(json.dumps({"id": job_id, "code": os.waitstatus_to_exitcode(status)}).encode())
+
+
 def _serve(sock_fd: int, tensorflow: bool) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import numpy  # noqa: F401  (warm: every test needs it)
@@ -344,25 +370,8 @@ def _serve(sock_fd: int, tensorflow: bool) -> None:
         except InterruptedError:
             continue
         if wake_r in readable:
-            try:
-                while os.read(wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-        while running:   # finished tests: their uid's processes killed, their /tmp removed
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid not in running:
-                continue
-            job_id, uid = running.pop(pid)
-            _sweep(uid)
-            _remove(f"/tmp/t{uid}")
-            sock.send(json.dumps({"id": job_id,
-                                  "code": os.waitstatus_to_exitcode(status)}).encode())
+            _drain(wake_r)
+        _reap(running, sock)
         if sock not in readable:
             continue
         try:

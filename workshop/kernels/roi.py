@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference.roi import c_round, c_round_tf, check_roi_args, check_roi_args_tf, check_sampling_ratio
+from ..reference.roi import (
+    c_round,
+    c_round_tf,
+    check_roi_args,
+    check_roi_args_tf,
+    check_sampling_ratio,
+)
 
 __all__ = ["roi_pool_numpy", "roi_pool_tf", "roi_align_numpy"]
 

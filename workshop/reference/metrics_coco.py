@@ -329,7 +329,7 @@ def _summarize(precision: np.ndarray, recall: np.ndarray, max_dets=MAX_DETS) -> 
         one(0, area="small", m=big), one(0, area="medium", m=big), one(0, area="large", m=big)])
 
 
-def coco_evaluate(gt, dt) -> CocoResult:
+def coco_evaluate(gt, dt) -> CocoResult:  # noqa: PLR0915  (pycocotools' steps, in its order)
     """COCO bounding-box evaluation of detections against ground truths, on arrays.
 
     Args:
