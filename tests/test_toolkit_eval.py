@@ -11,6 +11,9 @@ from toolkit_support import write_dataset
 from workshop.toolkit import evaluate, predict
 
 
+# the module shares one prediction run: its tests on one xdist worker
+pytestmark = pytest.mark.xdist_group("toolkit_eval")
+
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
     """A COCO data set (image ids from 100, category ids 10, 20, ...) and the detector's results

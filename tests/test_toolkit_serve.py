@@ -17,6 +17,9 @@ LIMIT_MP = 1          # --max-megapixels
 CLASSES = ["circle", "square", "triangle", "cross", "ring"]
 
 
+# the module shares one server: its tests on one xdist worker
+pytestmark = pytest.mark.xdist_group("toolkit_serve")
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
