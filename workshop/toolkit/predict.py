@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(err))
     print("\n".join(predictor.describe()))
     if skipped:
-        print(f"skipped {len(skipped)} files that are neither images nor videos")
+        print(f"skipped {len(skipped)} file{'s' if len(skipped) > 1 else ''} that "
+              f"{'are' if len(skipped) > 1 else 'is'} neither images nor videos")
     run, interrupted = Run(), False
     try:
         interrupted = _run_all(predictor, inputs, ids, run, save_dir, int(args.max_megapixels * 1e6))
