@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,8 @@ class CourseView:
 
     def __init__(self):
         self._outer = Path(tempfile.mkdtemp(prefix="workshop-sandbox-"))   # 0700: ours only
+        # removed by close(), or when this view is garbage or the process ends: never left behind
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._outer), True)
         self.root = self._outer / "view"
         package = self.root / "workshop"
         package.mkdir(parents=True)
@@ -128,7 +131,7 @@ class CourseView:
         return self.root / "runner" / "runner.py"
 
     def close(self) -> None:
-        shutil.rmtree(self._outer, ignore_errors=True)
+        self._cleanup()
 
 
 def _system_links() -> list[str]:

@@ -29,12 +29,14 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import weakref
 
 # after a test's time is up: how long its processes may take to be killed before the whole
 # sandbox is
@@ -78,6 +80,7 @@ class Zygote:
 
         self.sandbox, self.env = sandbox, env
         self._outer = Path(tempfile.mkdtemp(prefix="workshop-jobs-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self._outer), True)
         self.jobs = self._outer / "jobs"
         self.jobs.mkdir()
         self._outer.chmod(0o711)
@@ -166,10 +169,8 @@ class Zygote:
             self._stop_locked()
 
     def close(self) -> None:
-        import shutil
-
         self.stop()
-        shutil.rmtree(self._outer, ignore_errors=True)
+        self._cleanup()
 
     # -- one test --------------------------------------------------------------------------------
     def start(self, job_name: str, uid: int, tier: str | None, result_fd: int, out_fd: int,
@@ -265,8 +266,6 @@ def _sweep(uid: int) -> None:
 
 
 def _remove(path: str) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
