@@ -10,7 +10,6 @@ from toolkit_support import write_dataset
 
 from workshop.toolkit import evaluate, predict
 
-
 # the module shares one prediction run: its tests on one xdist worker
 pytestmark = pytest.mark.xdist_group("toolkit_eval")
 
