@@ -172,3 +172,102 @@ def test_worked_examples_and_timing_problems_come_from_the_registry():
     assert [a.shape for a in bench.args] == [(2000, 4), (2000, 4)]
     with pytest.raises(KeyError, match="2000 x 2000"):
         course.benchmark_case("iou", "no such problem")
+
+
+# -- functions_from: a learner's functions from another chapter's saved notebook ------------------
+
+def _chapter(tmp_path, cells, name="03_iou_nms.ipynb"):
+    import nbformat
+
+    path = tmp_path / name
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    return path
+
+
+def _learners_chapter_3(tmp_path):
+    """A learner's chapter 3: iou_numpy written (with a helper of their own), nms_numpy not yet,
+    and cells around them that must not run."""
+    import nbformat
+
+    from workshop.grading.notebook import solution_cell, test_cell
+
+    area = nbformat.v4.new_code_cell(
+        "import numpy as np\nRAN = []\n\ndef area(b):\n    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])\n"
+        "RAN.append('setup')\nraise RuntimeError('an ordinary cell must not run')")
+    iou = solution_cell("iou", "numpy", (
+        "    b1, b2 = np.asarray(boxes1, float), np.asarray(boxes2, float)\n"
+        "    lt = np.maximum(b1[:, None, :2], b2[None, :, :2])\n"
+        "    rb = np.minimum(b1[:, None, 2:], b2[None, :, 2:])\n"
+        "    inter = np.clip(rb - lt, 0, None).prod(axis=2)\n"
+        "    union = area(b1)[:, None] + area(b2)[None, :] - inter\n"
+        "    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)"),
+        "(boxes1, boxes2)")
+    nms = solution_cell("nms", "numpy", "    return np.arange(len(scores))",
+                        "(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None)")
+    nms.source = nms.source.replace("    return np.arange(len(scores))", "    raise NotImplementedError()")
+    chatty = nbformat.v4.new_code_cell("print('a plot cell')\niou_numpy = None")
+    return _chapter(tmp_path, [area, iou, test_cell("iou", "numpy", 1), nms, test_cell("nms", "numpy", 1), chatty])
+
+
+def test_functions_from_brings_a_learners_function_over(tmp_path, monkeypatch, capsys):
+    _learners_chapter_3(tmp_path)
+    monkeypatch.chdir(tmp_path)                      # a notebook runs in its own folder
+    found = course.functions_from("03_iou_nms.ipynb", "iou_numpy")
+    out = capsys.readouterr().out
+    assert out == "iou_numpy: yours, from 03_iou_nms.ipynb\n"
+    fn = found["iou_numpy"]
+    assert not is_reference(fn) and whose(fn) == "your" and fn.__name__ == "iou_numpy"
+    np.testing.assert_allclose(fn(A, B), get("iou").tier("numpy")(A, B))
+    # its own helper came along (it uses `area`), the other statements of that cell did not run
+    assert "RAN" not in fn.__globals__ and "area" in fn.__globals__
+    assert fn.__globals__ is not globals() and fn is not iou_numpy   # a fresh namespace of its own
+
+
+def test_functions_from_keeps_the_reference_and_says_why(tmp_path, capsys):
+    path = _learners_chapter_3(tmp_path)
+    found = course.functions_from(path, "nms_numpy", "batched_nms_numpy", "iou_loops")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "nms_numpy: not implemented yet in 03_iou_nms.ipynb; the reference nms (numpy tier) stays in place",
+        "batched_nms_numpy: 03_iou_nms.ipynb has no solution cell 'batched_nms_numpy'; "
+        "the reference batched_nms (numpy tier) stays in place",
+        "iou_loops: 03_iou_nms.ipynb has no solution cell 'iou_loops'; the reference iou (loops tier) stays in place"]
+    assert set(found) == {"nms_numpy", "batched_nms_numpy", "iou_loops"}
+    for name, fn in found.items():
+        assert is_reference(fn) and whose(fn) == "the reference"
+    case = get("nms").cases(public_only=True)[0]
+    np.testing.assert_array_equal(found["nms_numpy"](*case.args, **case.kwargs),
+                                  get("nms").tier("numpy")(*case.args, **case.kwargs))
+
+
+def test_functions_from_a_notebook_that_is_missing_broken_or_does_not_run(tmp_path, capsys):
+    import nbformat
+
+    from workshop.grading.notebook import solution_cell
+
+    found = course.functions_from(tmp_path / "05_rpn.ipynb", "rpn_proposals_numpy")
+    assert is_reference(found["rpn_proposals_numpy"])
+    assert "there is no" in capsys.readouterr().out
+
+    (tmp_path / "broken.ipynb").write_text("{ not json")
+    found = course.functions_from(tmp_path / "broken.ipynb", "iou_numpy")
+    out = capsys.readouterr().out
+    assert is_reference(found["iou_numpy"]) and "broken.ipynb could not be read" in out
+
+    failing = solution_cell("iou", "numpy", "    return 0", "(boxes1, boxes2)")
+    failing.source = "undefined_name + 1\n" + failing.source          # fails when the cell runs
+    path = _chapter(tmp_path, [failing, nbformat.v4.new_code_cell("import numpy as np")], "failing.ipynb")
+    found = course.functions_from(path, "iou_numpy")
+    out = capsys.readouterr().out
+    assert is_reference(found["iou_numpy"])
+    assert "raised NameError: name 'undefined_name' is not defined" in out and "stays in place" in out
+
+
+def test_functions_from_wants_exercise_and_tier_names(tmp_path):
+    path = _learners_chapter_3(tmp_path)
+    with pytest.raises(ValueError, match="<exercise>_<tier>"):
+        course.functions_from(path, "area")
+    with pytest.raises(ValueError, match="no exercise"):
+        course.functions_from(path, "intersection_numpy")
+    with pytest.raises(ValueError, match="no tf tier"):
+        course.functions_from(path, "detection_map_tf")

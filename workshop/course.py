@@ -2,7 +2,8 @@
 the reference where it does not (so a learner notebook runs top to bottom before any exercise is
 done), say truthfully which one ran, time a learner's tiers against each other and against the
 reference, take worked examples and timing problems from the exercise registry (never copies of
-them), and import TensorFlow without its start-up log lines.
+them), bring a learner's functions over from another chapter's notebook (:func:`functions_from`),
+and import TensorFlow without its start-up log lines.
 
 These helpers reach the reference implementations; they are for demonstration cells only,
 never for solution cells (the grader gives no points to a solution that uses them).
@@ -99,6 +100,98 @@ def mine_or_reference(fn: Callable, exercise: str, tier: str = "numpy", probe: t
     print(f"{getattr(fn, '__name__', exercise)}: {NOT_IMPLEMENTED}; the cells below use the reference "
           f"{exercise} ({tier} tier) instead")
     return Reference(ex.tier(tier), exercise, tier)
+
+
+def _first_line(err: BaseException, limit: int = 120) -> str:
+    return (str(err).splitlines() or [""])[0][:limit]
+
+
+def functions_from(notebook, *names: str) -> dict[str, Callable]:
+    """Your functions ``names`` (e.g. ``"rpn_proposals_numpy"``) from another chapter's notebook,
+    for a demonstration in this one; the reference for those that are missing or not written.
+
+    ``notebook`` is the path of your saved notebook (relative paths: from the working folder,
+    which is the folder of the running notebook, so ``"05_rpn.ipynb"`` is chapter 5 next to this
+    one). It is read with nbformat as saved on disk (save it first if you changed it). For each
+    name ``<exercise>_<tier>`` it runs, in a fresh namespace of its own, what the grader runs for
+    that exercise: the notebook's import statements (each alone; failures ignored), the solution
+    cell whose nbgrader ``grade_id`` is that name, and the cells defining the names it uses
+    (e.g. your ``iou_numpy`` if your function calls it); nothing else of that notebook runs.
+
+    Returns ``{name: function}`` with an entry for every name: your function when it is defined
+    and does not raise ``NotImplementedError`` on the exercise's first public case, otherwise the
+    registry's reference for that exercise and tier, as a :class:`Reference` (so
+    :func:`whose` says whose it is). Prints one line per name saying which one it is and why.
+
+    Raises:
+      ValueError: a name that is not ``<exercise>_<tier>`` of a registered exercise.
+    """
+    import builtins
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from .exercises import get
+    from .grading.notebook import program_for, split_id
+
+    wanted = {}
+    for name in names:
+        parsed = split_id(name)
+        if parsed is None:
+            raise ValueError(f"names: expected <exercise>_<tier> (e.g. 'rpn_proposals_numpy'), got {name!r}")
+        try:
+            ex = get(parsed[0])
+        except KeyError:
+            raise ValueError(f"names: {name!r} names no exercise of the course") from None
+        if parsed[1] not in ex.tiers:
+            raise ValueError(f"names: {ex.name} has no {parsed[1]} tier (it has {', '.join(ex.tiers)})")
+        wanted[name] = (ex, parsed[1])
+
+    path = Path(notebook)
+    nb, problem = None, None
+    try:
+        import nbformat
+
+        nb = nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        problem = f"there is no {path} next to this notebook"
+    except Exception as err:  # not JSON, not a notebook, unreadable: say so, keep the reference
+        problem = f"{path.name} could not be read ({type(err).__name__}: {_first_line(err)})"
+
+    found: dict[str, Callable] = {}
+    for name, (ex, tier) in wanted.items():
+        why = problem
+        fn = None
+        if nb is not None:
+            program = program_for(nb, name, name)
+            if program is None:
+                why = f"{path.name} has no solution cell {name!r}"
+            else:
+                namespace = {"__name__": f"functions_from:{path.stem}", "__builtins__": builtins}
+                try:
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        with stderr_silenced():   # e.g. TensorFlow's start-up lines, if it is new here
+                            for statement in program.imports:
+                                with contextlib.suppress(Exception):
+                                    exec(compile(statement, f"{path.name} (imports)", "exec"), namespace)
+                        for label, src in program.cells:
+                            exec(compile(src, f"{path.name} [{label}]", "exec"), namespace)
+                except Exception as err:  # a cell that does not run: the reference stays
+                    why = f"running its cells of {path.name} raised {type(err).__name__}: {_first_line(err)}"
+                else:
+                    fn = namespace.get(name)
+                    if not callable(fn):
+                        why, fn = f"{path.name} does not define a function {name}", None
+        if fn is not None:
+            args, kwargs = ex.cases(public_only=True)[0].fresh_args()
+            if is_implemented(fn, *args, **kwargs):
+                print(f"{name}: yours, from {path.name}")
+                found[name] = fn
+                continue
+            why = f"{NOT_IMPLEMENTED} in {path.name}"
+        print(f"{name}: {why}; the reference {ex.name} ({tier} tier) stays in place")
+        found[name] = Reference(ex.tier(tier), ex.name, tier)
+    return found
 
 
 # -- TensorFlow, quietly -----------------------------------------------------------------------
