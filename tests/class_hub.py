@@ -10,6 +10,7 @@ with the reason on a laptop without them, and fails on CI.
 import contextlib
 import csv
 import os
+import pwd
 import secrets
 import shutil
 import signal
@@ -125,9 +126,21 @@ class Hub:
                 pass
             self.log.close()
         self._kill_leftovers()
+        uids = set()
         for name in [*self.learners, self.grader, self.instructor]:
+            with contextlib.suppress(KeyError):
+                uids.add(pwd.getpwnam(name).pw_uid)
             subprocess.run(["pkill", "-KILL", "-u", name], check=False)
             subprocess.run(["userdel", "-r", name], capture_output=True, check=False)
+        # what their killed kernels left in the system's temporary folder (TensorFlow's
+        # autograph sources, removed only when a kernel exits normally) goes with the accounts
+        for entry in Path("/tmp").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.lstat().st_uid in uids:
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink()
 
 
 def public_tmp() -> Path:
