@@ -30,6 +30,8 @@ COMMANDS = {
              "COCO (or VOC) evaluation of a results file: the 12 COCO numbers, AP per class"),
     "serve": ("workshop.toolkit.serve:main",
               "a web page and a JSON API around the detector (FastAPI + uvicorn)"),
+    "export": ("workshop.toolkit.export:main",
+               "the detector's networks as one TensorFlow Lite file (float32 or --int8); --report"),
 }
 
 

@@ -111,15 +111,17 @@ class Predictor:
     def describe(self) -> list[str]:
         """Lines saying which weights and whose stages run."""
         mine = sum(c.yours for c in self.stages.choices)
-        return [f"checkpoint: {self.checkpoint}",
+        source = "model (TensorFlow Lite)" if self.checkpoint.suffix == ".tflite" else "checkpoint"
+        return [f"{source}: {self.checkpoint}",
                 f"stages ({mine} yours, {len(self.stages.choices) - mine} the reference's):",
                 *self.stages.lines()]
 
 
 def load_predictor(checkpoint: str | Path | None = None, notebooks: Sequence[str | Path] = (),
                    min_score: float = 0.05, max_detections: int = 100,
-                   classes: list[int] | None = None) -> Predictor:
-    """The course's detector (weights from :func:`checkpoint_dir`), running a learner's stages
+                   classes: list[int] | None = None, model: str | Path | None = None) -> Predictor:
+    """The course's detector (weights from :func:`checkpoint_dir`, or the TensorFlow Lite model
+    ``model`` that ``python -m workshop export`` writes), running a learner's stages
     from ``notebooks`` where they work and the reference elsewhere, keeping detections scoring
     above ``min_score`` (also the detector's own score threshold before its NMS), at most
     ``max_detections`` per image, of ``classes`` (ids) only if given.
@@ -130,7 +132,9 @@ def load_predictor(checkpoint: str | Path | None = None, notebooks: Sequence[str
         raise ToolkitError(f"--min-score: expected a score in [0, 1), got {min_score}")
     if max_detections < 1:
         raise ToolkitError(f"--max-detections: expected at least 1, got {max_detections}")
-    weights = checkpoint_dir(checkpoint)
+    if model is not None and checkpoint is not None:
+        raise ToolkitError("--model and --checkpoint: give one (a .tflite model holds its own weights)")
+    weights = checkpoint_dir(checkpoint) if model is None else Path(model)
     from .stages import StagesError
 
     try:
@@ -140,7 +144,12 @@ def load_predictor(checkpoint: str | Path | None = None, notebooks: Sequence[str
     from workshop.course import import_tensorflow, load_detector
 
     import_tensorflow()
-    detector = load_detector(weights, **stages.replacements)
+    if model is not None:
+        from .tflite import load_tflite_detector
+
+        detector = load_tflite_detector(model, **stages.replacements)
+    else:
+        detector = load_detector(weights, **stages.replacements)
     # the detector's own cut-offs: its score threshold before NMS and the NMS's output size
     # (room for every class when only some are kept, so the filter leaves max_detections)
     cap = max_detections if classes is None else max_detections * detector.config.num_classes

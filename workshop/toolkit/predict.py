@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "results JSON (bbox = [x, y, width, height] in pixels) and a sidecar "
                     "<output>.images.json naming the file (and frame) of each image id.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, video files or folders (searched recursively)")
+    p.add_argument("--model", metavar="OUT.tflite",
+                   help="run this TensorFlow Lite model (python -m workshop export) instead of the Keras weights")
     p.add_argument("--checkpoint", metavar="DIR",
                    help="folder with detector_rpn.weights.h5 and detector_head.weights.h5 (default: the course's checkpoint)")
     p.add_argument("--stages", metavar="NOTEBOOK", action="append", default=[],
@@ -249,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         save_dir = Path(args.save_media) if args.save_media else None
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
-        predictor = load_predictor(args.checkpoint, args.stages, args.min_score, args.max_detections, classes)
+        predictor = load_predictor(args.checkpoint, args.stages, args.min_score, args.max_detections, classes,
+                                   model=args.model)
     except (ToolkitError, MediaError, OSError) as err:
         return _fail(str(err))
     print("\n".join(predictor.describe()))

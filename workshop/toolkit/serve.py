@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
                                                        "0.0.0.0 for every interface)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", metavar="OUT.tflite",
+                   help="run this TensorFlow Lite model (python -m workshop export) instead of the Keras weights")
     p.add_argument("--checkpoint", metavar="DIR", help="detector weights folder (default: the course's checkpoint)")
     p.add_argument("--stages", metavar="NOTEBOOK", action="append", default=[],
                    help="use your own stages from this notebook where they are implemented (repeatable); "
@@ -223,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"serve: {err.name} is not installed (pip install -r requirements.txt)", file=sys.stderr)
         return 3
     try:
-        predictor = load_predictor(args.checkpoint, args.stages, args.min_score, args.max_detections)
+        predictor = load_predictor(args.checkpoint, args.stages, args.min_score, args.max_detections,
+                                   model=args.model)
     except ToolkitError as err:
         print(f"serve: {err}", file=sys.stderr)
         return 2
