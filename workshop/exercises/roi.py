@@ -450,7 +450,8 @@ ROI_ALIGN = register(Exercise(
     summary="RoI align (aligned=True): half-pixel shift, bilinear samples averaged per bin, "
             "torchvision's border rule.",
     tiers={"loops": f"{REF}:roi_align_loops", "numpy": f"{REF}:roi_align_numpy", "tf": f"{REF}:roi_align_tf"},
-    kernels={"numpy": f"{KERNELS}:roi_align_numpy"},
+    kernels={"numpy": "workshop.kernels.roi_align:roi_align_numpy",
+             "tf": "workshop.kernels.roi_align:roi_align_tf"},
     edge_cases=_align_edge_cases,
     random_case=_align_random_case,
     outputs=(Output("aligned", "float", rtol=1e-4, atol=1e-4, strict_atol=1e-5),),
