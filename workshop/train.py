@@ -188,9 +188,55 @@ def evaluate_detector(detector, dataset, batch_size: int = 16) -> dict:
             "pycocotools_map": float(theirs[0]), "pycocotools_ap50": float(theirs[1])}
 
 
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def make_strategy(name: str = "default"):
+    """The ``tf.distribute`` strategy called ``name``: ``default`` (no distribution: the one
+    device TensorFlow picks), ``mirrored`` (``MirroredStrategy``: one replica per local GPU, or
+    per logical CPU device when there is no GPU), ``multiworker``
+    (``MultiWorkerMirroredStrategy``: one process per worker, the cluster and this process's
+    task in ``TF_CONFIG``, as TensorFlow documents it). Create it before anything else in
+    TensorFlow runs (the multi-worker one starts the collective ops' server)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--strategy multiworker: set TF_CONFIG (the cluster's workers and this "
+                             'process\'s task, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                             '"task": {"type": "worker", "index": 0}})')
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
+
+
+def is_chief() -> bool:
+    """True but on the non-chief workers of a ``TF_CONFIG`` cluster (the chief is the task
+    ``chief``, else worker 0): only the chief writes the real output folder."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task, cluster = config.get("task", {}), config.get("cluster", {})
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in cluster
+
+
 def train_detector(out: Path, s: Settings, seed: int, logs: Path | None, verbose: int,
-                   backbone_weights: Path | None = None) -> dict:
-    """The two-stage detector on synthetic scenes (128x128), from the trained backbone."""
+                   backbone_weights: Path | None = None, strategy=None,
+                   per_image_seeds: bool | None = None) -> dict:
+    """The two-stage detector on synthetic scenes (128x128), from the trained backbone.
+
+    ``strategy``: a ``tf.distribute`` strategy (:func:`make_strategy`); the networks are built
+    and compiled in its scope, ``fit`` splits each global batch of ``s.batch_size`` images over
+    its replicas. ``per_image_seeds`` (default: on under a distributing strategy, off otherwise,
+    as the shipped checkpoint was trained): see :class:`~workshop.models.detector_training.TargetSampler`.
+    """
+    import contextlib
+
     import keras
 
     from .course import reference_stages, reference_training_stages
@@ -203,21 +249,29 @@ def train_detector(out: Path, s: Settings, seed: int, logs: Path | None, verbose
     train = make_detection_dataset(s.n_train, SEEDS["train"] + seed, config.image_size)
     val = make_detection_dataset(s.n_val, SEEDS["val"] + seed, config.image_size)
     test = make_detection_dataset(s.n_test, SEEDS["test"] + seed, config.image_size)
-    backbone = build_backbone()
-    if backbone_weights is not None and Path(backbone_weights).exists():
-        backbone.load_weights(backbone_weights)
-    detector = TwoStageDetector(config, backbone=backbone, stages=reference_stages())
-    trainer = build_training_model(detector, reference_training_stages(), seed)
-    trainer.compile(keras.optimizers.Adam(1e-3), run_eagerly=False)
-    trainer(_images(train.images[:1]))  # builds the subclassed model, so ModelCheckpoint can save it
+    replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
+    if per_image_seeds is None:
+        per_image_seeds = replicas > 1 or (strategy is not None and "MultiWorker" in type(strategy).__name__)
+    if s.batch_size % replicas:
+        raise ValueError(f"batch size {s.batch_size} does not split over {replicas} replicas")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        backbone = build_backbone()
+        if backbone_weights is not None and Path(backbone_weights).exists():
+            backbone.load_weights(backbone_weights)
+        detector = TwoStageDetector(config, backbone=backbone, stages=reference_stages())
+        trainer = build_training_model(detector, reference_training_stages(), seed, per_image_seeds)
+        trainer.compile(keras.optimizers.Adam(1e-3), run_eagerly=False)
+        trainer(_images(train.images[:1]))  # builds the subclassed model, so ModelCheckpoint can save it
     y_train = pad_ground_truth(train.boxes, train.classes)
     y_val = pad_ground_truth(val.boxes, val.classes)
-    trainer.fit(_images(train.images), y_train, validation_data=(_images(val.images), y_val),
-                epochs=s.epochs, batch_size=s.batch_size, verbose=verbose,
-                callbacks=_callbacks("detector", out, logs, s.patience))
+    history = trainer.fit(_images(train.images), y_train, validation_data=(_images(val.images), y_val),
+                          epochs=s.epochs, batch_size=s.batch_size, verbose=verbose,
+                          callbacks=_callbacks("detector", out, logs, s.patience))
     detector.save(out)
     figures = evaluate_detector(detector, test)
     figures["n_test"] = s.n_test
+    figures["final_loss"] = float(history.history["loss"][-1])
+    figures["replicas"] = replicas
     return figures
 
 
@@ -226,9 +280,32 @@ TRAINERS = {"classifier": train_classifier, "backbone": train_backbone, "unet": 
 
 
 def train(names, out: Path, tiny: bool = False, seed: int = 0, logs: Path | None = None,
-          verbose: int = 1, epochs: int | None = None) -> dict:
+          verbose: int = 1, epochs: int | None = None, strategy: str = "default",
+          per_image_seeds: bool | None = None) -> dict:
     """Train ``names`` (in the order of :data:`MODELS`) and return their figures by name,
-    also written to ``out/metrics.json`` (merged with what is already there)."""
+    also written to ``out/metrics.json`` (merged with what is already there).
+
+    ``strategy`` (:data:`STRATEGIES`, see :func:`make_strategy`) distributes the detector's
+    training; the other models train as before. On a multi-worker cluster every worker runs
+    this same call, and all but the chief write into a temporary folder, removed at the end
+    (the way TensorFlow's multi-worker guide saves).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"--strategy: expected one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    distribute = make_strategy(strategy) if "detector" in names and strategy != "default" else None
+    if distribute is not None and not is_chief():
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="workshop-train-worker-") as scratch:
+            backbone = Path(out) / "backbone.weights.h5"
+            if backbone.exists():
+                shutil.copy(backbone, scratch)
+            return _train(names, Path(scratch), tiny, seed, None, verbose, epochs, distribute, per_image_seeds)
+    return _train(names, Path(out), tiny, seed, logs, verbose, epochs, distribute, per_image_seeds)
+
+
+def _train(names, out: Path, tiny: bool, seed: int, logs: Path | None, verbose: int,
+           epochs: int | None, distribute, per_image_seeds: bool | None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.json"
@@ -241,7 +318,8 @@ def train(names, out: Path, tiny: bool = False, seed: int = 0, logs: Path | None
         start = time.perf_counter()
         kwargs = {}
         if name == "detector":
-            kwargs["backbone_weights"] = out / "backbone.weights.h5"
+            kwargs.update(backbone_weights=out / "backbone.weights.h5", strategy=distribute,
+                          per_image_seeds=per_image_seeds)
         result = TRAINERS[name](out, s, seed, logs, verbose, **kwargs)
         result["train_seconds"] = round(time.perf_counter() - start, 1)
         figures[name] = result
@@ -323,10 +401,21 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     parser.add_argument("--tiny", action="store_true", help="a few images and one epoch (tests)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="tf.distribute strategy for the detector: default (one device), mirrored "
+                             "(MirroredStrategy: local GPUs / logical CPUs), multiworker "
+                             "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG; run on every worker). "
+                             "the batch size stays the global batch, split over the replicas")
     args = parser.parse_args(argv)
     names = MODELS if "all" in args.models else tuple(args.models)
-    train(names, args.out, tiny=args.tiny, seed=args.seed, logs=args.logs,
-          verbose=0 if args.quiet else 2 if args.tiny else 1, epochs=args.epochs)
+    try:
+        train(names, args.out, tiny=args.tiny, seed=args.seed, logs=args.logs,
+              verbose=0 if args.quiet else 2 if args.tiny else 1, epochs=args.epochs, strategy=args.strategy)
+    except ValueError as err:
+        if "--strategy" not in str(err) and "replicas" not in str(err):
+            raise
+        print(f"train: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

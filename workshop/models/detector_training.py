@@ -10,6 +10,8 @@ summed and back-propagated through RoI align into the backbone.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -46,14 +48,39 @@ class TrainingStages:
 
 
 class TargetSampler:
-    """Numpy side of a training step: RPN targets and sampled RoIs with their head targets."""
+    """Numpy side of a training step: RPN targets and sampled RoIs with their head targets.
 
-    def __init__(self, detector: TwoStageDetector, stages: TrainingStages, seed: int = 0):
+    Random draws: by default one stream (``seed``) for all images in the order they come. With
+    ``per_image_seeds=True`` each image draws from its own generator, seeded by ``seed``, the
+    image's ground truth and how many times that image has been sampled so far: the draws for
+    an image no longer depend on which other images share its batch, nor on the order in which
+    concurrent callers arrive. That is what a ``tf.distribute`` strategy needs: each replica
+    calls the sampler (a ``tf.numpy_function``) on its slice of the global batch, on its own
+    thread (MirroredStrategy) or in its own process (MultiWorkerMirroredStrategy), and the
+    targets must be those single-device training would draw for the same global batch.
+    """
+
+    def __init__(self, detector: TwoStageDetector, stages: TrainingStages, seed: int = 0,
+                 per_image_seeds: bool = False):
         self.detector = detector
         self.config = detector.config
         self.rpn_targets, self.iou, self.encode = stages.rpn_targets, stages.iou, stages.encode
+        self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
+        self.per_image_seeds = bool(per_image_seeds)
+        self._seen: dict[bytes, int] = {}
+        self._lock = threading.Lock()
         self._anchors: dict[tuple, np.ndarray] = {}
+
+    def _image_rng(self, gt_boxes, gt_classes) -> np.random.Generator:
+        if not self.per_image_seeds:
+            return self.rng
+        digest = hashlib.sha256(np.ascontiguousarray(gt_boxes, np.float32).tobytes()
+                                + np.ascontiguousarray(gt_classes, np.int32).tobytes()).digest()
+        with self._lock:
+            visit = self._seen.get(digest, 0)
+            self._seen[digest] = visit + 1
+        return np.random.default_rng([self.seed, visit, *np.frombuffer(digest[:16], np.uint32).tolist()])
 
     def anchors(self, feature_shape) -> np.ndarray:
         key = tuple(int(s) for s in feature_shape)
@@ -77,10 +104,11 @@ class TargetSampler:
         roi_labels = np.zeros((b, r), np.int32)
         roi_deltas = np.zeros((b, r, 4), np.float32)
         for i in range(b):
+            rng = self._image_rng(gt_boxes[i], gt_classes[i])
             valid = gt_classes[i] > 0
             gt = gt_boxes[i][valid].astype(np.float64)
             cls = gt_classes[i][valid].astype(np.int64)
-            seed = int(self.rng.integers(2**31))
+            seed = int(rng.integers(2**31))
             labels, targets = self.rpn_targets(anchors, gt, (h, w), seed=seed)
             rpn_labels[i] = labels
             rpn_deltas[i] = targets
@@ -89,10 +117,10 @@ class TargetSampler:
                 pre_nms_top_n=c.train_pre_nms, post_nms_top_n=c.train_post_nms,
                 nms_threshold=c.rpn_nms_threshold, min_size=c.min_size)
             candidates = np.concatenate([np.asarray(props, np.float64).reshape(-1, 4), gt], axis=0)
-            rois[i], roi_labels[i], roi_deltas[i] = self._sample(candidates, gt, cls)
+            rois[i], roi_labels[i], roi_deltas[i] = self._sample(candidates, gt, cls, rng)
         return rpn_labels, rpn_deltas, rois, roi_labels, roi_deltas
 
-    def _sample(self, candidates, gt, cls):
+    def _sample(self, candidates, gt, cls, rng):
         c = self.config
         r = c.rois_per_image
         if len(gt):
@@ -105,13 +133,13 @@ class TargetSampler:
         fg = np.flatnonzero(best_iou >= c.fg_iou)
         bg = np.flatnonzero(best_iou < c.bg_iou)
         n_fg = min(len(fg), int(round(r * c.fg_fraction)))
-        fg = self.rng.permutation(fg)[:n_fg]
+        fg = rng.permutation(fg)[:n_fg]
         n_bg = r - n_fg
         if len(bg) == 0:  # only foreground candidates: fill with more of them
-            bg = self.rng.choice(np.flatnonzero(best_iou >= 0), n_bg, replace=True)
+            bg = rng.choice(np.flatnonzero(best_iou >= 0), n_bg, replace=True)
             labels_bg = cls[best[bg]]
         else:
-            bg = self.rng.choice(bg, n_bg, replace=len(bg) < n_bg)
+            bg = rng.choice(bg, n_bg, replace=len(bg) < n_bg)
             labels_bg = np.zeros(n_bg, np.int64)
         keep = np.concatenate([fg, bg])
         labels = np.concatenate([cls[best[fg]] if len(gt) else np.zeros(0, np.int64), labels_bg])
@@ -123,11 +151,18 @@ class TargetSampler:
         return boxes, labels, deltas
 
 
-def build_training_model(detector: TwoStageDetector, stages: TrainingStages, seed: int = 0):
+def build_training_model(detector: TwoStageDetector, stages: TrainingStages, seed: int = 0,
+                         per_image_seeds: bool = False):
     """A ``keras.Model`` whose ``fit`` trains ``detector``'s RPN and box head together.
 
     ``fit`` takes ``x = images`` float32 ``(B, H, W, 3)`` in [0, 1] and ``y = (gt_boxes
     (B, MAX_GT, 4), gt_classes (B, MAX_GT))`` padded with -1 (see :func:`pad_ground_truth`).
+
+    Under a ``tf.distribute`` strategy, build ``detector`` and this model and ``compile`` it
+    inside ``strategy.scope()``, and pass ``per_image_seeds=True`` (see :class:`TargetSampler`).
+    Each replica's loss is divided by the number of replicas before its gradients, which the
+    optimizer sums across replicas: the update is that of the global batch's mean loss (each
+    replica's terms are means over its equal share of images, RPN anchors and RoIs).
     """
     import keras
     import tensorflow as tf
@@ -135,7 +170,7 @@ def build_training_model(detector: TwoStageDetector, stages: TrainingStages, see
     from .rpn import rpn_loss, smooth_l1
 
     roi_align_tf = stages.roi_align_tf
-    sampler = TargetSampler(detector, stages, seed)
+    sampler = TargetSampler(detector, stages, seed, per_image_seeds)
     c = detector.config
 
     class DetectorTrainer(keras.Model):
@@ -152,6 +187,20 @@ def build_training_model(detector: TwoStageDetector, stages: TrainingStages, see
 
         def call(self, images, training=False):
             return self.rpn(images, training=training)
+
+        def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+            # Keras 3.15 takes the shapes for its symbolic build from the first distributed batch
+            # reduced with strategy.reduce("MEAN"), which MultiWorkerMirroredStrategy cannot do
+            # eagerly ("Attempt to convert a value (PerReplica...)"); one replica's slice has the
+            # same per-replica shapes, so build from that (Keras' own logic otherwise)
+            if iterator is not None and self._distribute_strategy is not None:
+                local = self._distribute_strategy.experimental_local_results
+                for _, _, it in iterator:
+                    data_batch = tf.nest.map_structure(
+                        lambda v: local(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v, next(it))
+                    break
+                iterator = None
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
         def _stage_losses(self, images, gt_boxes, gt_classes, training):
             features, objectness, deltas = self.rpn(images, training=training)
@@ -192,15 +241,22 @@ def build_training_model(detector: TwoStageDetector, stages: TrainingStages, see
             for k, v in (("loss", total), ("rpn_loss", l_rpn), ("head_cls_loss", cls_loss),
                          ("head_box_loss", box_loss), ("head_accuracy", acc)):
                 self.trackers[k].update_state(v)
-            return {k: m.result() for k, m in self.trackers.items()}
+            logs = {k: m.result() for k, m in self.trackers.items()}
+            if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+                # Keras 3.15 averages the workers' logs with strategy.reduce("MEAN", axis=0),
+                # which needs a dimension to reduce over: give each value one
+                logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+            return logs
 
         def train_step(self, data):
             images, (gt_boxes, gt_classes) = data
             with tf.GradientTape() as tape:
                 l_rpn, cls_loss, box_loss, acc = self._stage_losses(images, gt_boxes, gt_classes, True)
                 total = l_rpn + cls_loss + box_loss
+                # the optimizer sums gradients over replicas (1 without a strategy)
+                scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
             variables = self.rpn.trainable_variables + self.head.trainable_variables
-            grads = tape.gradient(total, variables)
+            grads = tape.gradient(scaled, variables)
             self.optimizer.apply_gradients(zip(grads, variables))
             return self._record(l_rpn, cls_loss, box_loss, acc)
 
