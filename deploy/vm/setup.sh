@@ -82,7 +82,7 @@ sync_dir() {  # copy $1 to $2 if it differs (rsync-free: tar + cmp)
   tmp="$(mktemp -d)"
   tar -C "$src" --exclude=solutions --exclude=.git --exclude=.venv --exclude=nbgrader \
       --exclude=results --exclude=checkpoints --exclude='__pycache__' --exclude=.pytest_cache \
-      --exclude=test-artifacts -cf - . | tar -C "$tmp" -xf -
+      --exclude=test-artifacts --exclude=.ipynb_checkpoints -cf - . | tar -C "$tmp" -xf -
   if ! diff -rq "$tmp" "$dst" >/dev/null 2>&1; then
     rm -rf "$dst" && mv "$tmp" "$dst" && chmod -R a+rX "$dst" && CHANGED=1
     say "course copied to $dst"
