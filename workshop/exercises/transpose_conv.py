@@ -187,6 +187,8 @@ CONV2D_TRANSPOSE = register(Exercise(
     summary="Transposed convolution with TensorFlow's layouts, output sizes and SAME cropping.",
     tiers={"loops": f"{REF}:conv2d_transpose_loops", "numpy": f"{REF}:conv2d_transpose_numpy",
            "tf": f"{REF}:conv2d_transpose_tf"},
+    kernels={"numpy": "workshop.kernels.transpose_conv:conv2d_transpose_numpy",
+             "tf": "workshop.kernels.transpose_conv:conv2d_transpose_tf"},
     edge_cases=_edge_cases,
     random_case=_random_case,
     outputs=(Output("output", "float", rtol=1e-4, atol=1e-4, strict_atol=1e-6),),
