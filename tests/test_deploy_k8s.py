@@ -145,3 +145,29 @@ def test_the_formgrader_service_matches_the_hub(config):
     roles = config["hub"]["loadRoles"]
     assert any("access:services!service=formgrader" in s for r in roles.values()
                for s in r["scopes"])
+
+
+def test_learners_get_the_learner_settings_and_staff_the_instructors(config):
+    """The image's Jupyter settings are the learners' (no instructor tools, notebooks that open
+    unchanged); the hub's extraConfig hands the formgrader's group the instructor's."""
+    from types import SimpleNamespace
+
+    env = dict(op_arg.split("=", 1) for op, arg in _instructions() if op == "ENV"
+               for op_arg in arg.split())
+    learner = env["JUPYTER_CONFIG_PATH"]
+    copies = [arg.split() for op, arg in _instructions() if op == "COPY"]
+    assert ["deploy/jupyter/", "deploy/jupyter/"] in copies
+    assert learner == "/opt/course/deploy/jupyter/learner"
+    assert (ROOT / "deploy" / "jupyter" / "learner" / "jupyter_server_config.json").exists()
+
+    c = SimpleNamespace(KubeSpawner=SimpleNamespace(environment={"TF_CPP_MIN_LOG_LEVEL": "3"}))
+    exec(config["hub"]["extraConfig"]["settings"], {"c": c})  # noqa: S102
+    pick = c.KubeSpawner.environment["JUPYTER_CONFIG_PATH"]
+    assert c.KubeSpawner.environment["TF_CPP_MIN_LOG_LEVEL"] == "3"
+
+    def spawner(*groups):
+        return SimpleNamespace(user=SimpleNamespace(groups=[SimpleNamespace(name=g) for g in groups]))
+
+    assert pick(spawner()) == learner
+    assert pick(spawner("formgrade-cv-workshop")) == "/opt/course/deploy/jupyter/instructor"
+    assert (ROOT / "deploy" / "jupyter" / "instructor").is_dir()
