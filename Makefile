@@ -53,7 +53,7 @@ checkpoint: setup
 
 # JupyterLab with the learners' Jupyter settings (deploy/jupyter/learner): no nbgrader instructor
 # tools, no news pop-up; the class hub gives its learners the same. The command line lives in
-# workshop/lab.py, which the browser tests start too.
+# workshop/tools/lab.py, which the browser tests start too.
 lab: checkpoint
 	$(BIN)/python -m workshop lab --ip=$(IP) --port=$(PORT)
 

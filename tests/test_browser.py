@@ -26,7 +26,7 @@ import requests
 from class_hub import free_port, running_hub
 from lab_browser import ARTIFACTS, LabPage, launch, require_browser
 
-from workshop import lab as course_lab
+from workshop.tools import lab as course_lab
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]   # one browser, in order
 

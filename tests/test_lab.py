@@ -12,9 +12,9 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from traitlets.config import Configurable
 
-from workshop import lab
+from workshop.tools import lab
 from workshop.grading.nbgrader_glue import KERNELSPEC, LANGUAGE_INFO
-from workshop.lab_contents import CourseContentsManager
+from workshop.tools.lab_contents import CourseContentsManager
 from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def test_the_learners_settings():
                for menu in menus if menu["id"] == "jp-mainmenu-file" for item in menu["items"])
     server = json.loads((LEARNER / "jupyter_server_config.json").read_text())
     assert server["ServerApp"]["contents_manager_class"] == (
-        "workshop.lab_contents.CourseContentsManager")
+        "workshop.tools.lab_contents.CourseContentsManager")
 
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=[f"{p.parent.name}/{p.stem}" for p in ALL_NOTEBOOKS])
@@ -93,7 +93,7 @@ def test_the_learners_server_opens_notebooks_as_their_kernel_describes_them():
     # a notebook of another kernel is served as it is
     other = {"metadata": {"kernelspec": {"name": "ir", "display_name": "R", "language": "R"},
                           "language_info": {"name": "R"}}}
-    from workshop.lab_contents import complete_metadata
+    from workshop.tools.lab_contents import complete_metadata
 
     complete_metadata(other, contents.kernel_metadata())
     assert other["metadata"]["language_info"] == {"name": "R"}

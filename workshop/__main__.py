@@ -15,7 +15,7 @@ COMMANDS = {
               "run the public self-checks of a notebook's solution cells (sandboxed)"),
     "grade": ("workshop.grading.grader:main",
               "grade submitted notebooks: grades.csv, records, feedback"),
-    "lab": ("workshop.lab:main",
+    "lab": ("workshop.tools.lab:main",
             "start JupyterLab on notebooks/ with the learners' settings (what `make lab` runs)"),
     "exercises": ("workshop.exercises:main",
                   "list the exercises by chapter: tiers, what each computes, its signature"),

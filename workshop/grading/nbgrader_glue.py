@@ -29,7 +29,7 @@ COURSE_ROOT = Path(__file__).resolve().parents[2]
 
 # What every learner notebook says about its kernel: the version-free part of what JupyterLab
 # writes when the kernel starts. The learners' server completes it as it opens a notebook
-# (workshop.lab_contents), so that a notebook nobody edited does not open as changed.
+# (workshop.tools.lab_contents), so that a notebook nobody edited does not open as changed.
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 LANGUAGE_INFO = {"name": "python"}
 

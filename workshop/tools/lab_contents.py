@@ -12,7 +12,7 @@ it is served, with what the python3 kernel of this server will report: the file 
 unchanged, and a learner's saved notebook holds what JupyterLab would have written anyway.
 
 The learners' settings (``deploy/jupyter/learner``) select it:
-``ServerApp.contents_manager_class = workshop.lab_contents.CourseContentsManager``.
+``ServerApp.contents_manager_class = workshop.tools.lab_contents.CourseContentsManager``.
 """
 
 from __future__ import annotations
