@@ -213,3 +213,27 @@ def test_few_training_steps_reduce_the_loss():
 
     losses = [float(step()) for _ in range(40)]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_model_loss_is_chapter_5s_rpn_loss_on_every_registry_case():
+    """workshop.models.rpn.rpn_loss (what the detector trains with) and the exercise's reference
+    tiers agree on every case; a batch is the loss of all its anchors together."""
+    from workshop.exercises import get
+
+    ex = get("rpn_loss")
+    for case in ex.cases(public_only=False, seed=0, n_random=30):
+        (logits, pred, labels, target), kwargs = case.fresh_args()
+        want = ex.expected(case)
+        _, obj, box = M.rpn_loss(logits, pred, labels, target, return_parts=True, **kwargs)
+        np.testing.assert_allclose([float(obj), float(box)], want, rtol=1e-6, atol=1e-9, err_msg=case.name)
+    # (B, N) batches: the same as the flattened anchors
+    labels, targets = _toy_targets()
+    rng = np.random.default_rng(1)
+    two = np.concatenate([labels, labels[:, ::-1]])
+    logits = rng.normal(0, 2, two.shape)
+    pred = np.concatenate([targets, targets]) + rng.normal(0, 0.2, (2,) + targets.shape[1:])
+    tgt = np.concatenate([targets, targets])
+    _, obj, box = M.rpn_loss(logits, pred, two, tgt, return_parts=True)
+    np.testing.assert_allclose([float(obj), float(box)], R.rpn_loss_numpy(logits, pred, two, tgt), rtol=1e-6)
+    np.testing.assert_allclose([float(v) for v in R.rpn_loss_tf(logits, pred, two, tgt)],
+                               R.rpn_loss_loops(logits, pred, two, tgt), rtol=1e-9)

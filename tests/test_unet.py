@@ -157,3 +157,38 @@ def test_center_crop():
     np.testing.assert_array_equal(center_crop(a, (2, 3)), a[:, 1:3, 1:4])
     with pytest.raises(ValueError, match="within"):
         center_crop(a, (6, 2))
+
+
+def test_in_graph_loss_is_chapter_8s_weighted_cross_entropy_on_every_registry_case():
+    """The model's loss and the exercise's reference tiers agree (the notebook trains with the
+    learner's TF tier through ``loss_fn``)."""
+    from workshop.exercises import get
+
+    ex = get("weighted_cross_entropy")
+    for case in ex.cases(public_only=False, seed=0, n_random=20):
+        logits, labels, weights = case.fresh_args()[0]
+        if logits.ndim == 3:
+            logits, labels, weights = logits[None], labels[None], weights[None]
+        got = float(pixel_weighted_cross_entropy(labels, logits, weights))
+        np.testing.assert_allclose(got, ex.expected(case), rtol=1e-6, atol=1e-9, err_msg=case.name)
+
+
+def test_weighted_unet_trains_with_a_given_loss_fn():
+    from workshop.reference.segmentation import (
+        weighted_cross_entropy_numpy,
+        weighted_cross_entropy_tf,
+    )
+
+    rng = np.random.default_rng(2)
+    calls = []
+
+    def loss_fn(logits, labels, weights):
+        calls.append(1)
+        return weighted_cross_entropy_tf(logits, labels, weights)
+
+    train, _ = build_weighted_unet((16, 16, 1), 3, depth=2, base_filters=4, loss_fn=loss_fn)
+    data = _batch(rng)
+    logits = np.asarray(train(data))
+    assert calls
+    np.testing.assert_allclose(float(train.losses[0]),
+                               weighted_cross_entropy_numpy(logits, data["labels"], data["weights"]), rtol=1e-5)

@@ -1,4 +1,4 @@
-"""Chapter 05: the region proposal network's geometry (``rpn_targets``, ``rpn_proposals``).
+"""Chapter 05: the region proposal network's geometry (``rpn_targets``, ``rpn_proposals``) and its loss (``rpn_loss``).
 
 Boxes are float ``(N, 4)`` xyxy in continuous pixels (area ``(x2 - x1) * (y2 - y1)``, no "+1");
 ``image_shape`` is ``(height, width)``. The sampling in ``rpn_targets`` ranks anchors by
@@ -513,4 +513,173 @@ RPN_PROPOSALS = register(Exercise(
     tf_static=("image_shape", "pre_nms_top_n", "post_nms_top_n", "nms_threshold", "min_size"),
     benchmarks=_proposals_benchmarks,
     # no baseline: tf.image.generate_bounding_box_proposals has a GPU kernel only
+))
+
+
+# ============================================================================================
+# rpn_loss
+# ============================================================================================
+def _loss(objectness, pred_deltas, labels, target_deltas, beta=1.0 / 9, *, ignored_as_negative=False,
+          all_anchors_norm=False, box_by_positives=False, by_positives=False, box_on_sampled=False,
+          box_on_all=False, sigmoid_twice=False, logits_as_probs=False, box_l1=False, box_l2=False,
+          beta_one=False, no_clamp=False):
+    z = np.asarray(objectness, np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1).astype(np.int64)
+    d = np.asarray(pred_deltas, np.float64).reshape(-1, 4) - np.asarray(target_deltas, np.float64).reshape(-1, 4)
+    if ignored_as_negative:
+        y = np.where(y < 0, 0, y)
+    sampled, positive = y >= 0, y == 1
+    t = positive.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if logits_as_probs:
+            bce = -(t * np.log(z) + (1 - t) * np.log(1 - z))
+        else:
+            x = 1.0 / (1.0 + np.exp(-z)) if sigmoid_twice else z
+            bce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
+        b = 1.0 if beta_one else float(beta)
+        a = np.abs(d)
+        sl1 = a if box_l1 else 0.5 * a ** 2 if box_l2 else np.where(a < b, 0.5 * a ** 2 / b, a - 0.5 * b)
+        rows = np.ones(len(y), bool) if box_on_all else sampled if box_on_sampled else positive
+        obj_sum, box_sum = bce[sampled].sum(), sl1[rows].sum()
+        count = float(sampled.sum())
+        if all_anchors_norm:
+            count = float(len(y))
+        if by_positives:
+            count = float(positive.sum())
+        s = count if no_clamp else max(count, 1.0)
+        box_s = max(float(positive.sum()), 1.0) if box_by_positives else s
+        return float(obj_sum / s), float(box_sum / box_s)
+
+
+def _lswitch(**flags):
+    def wrong(objectness, pred_deltas, labels, target_deltas, beta=1.0 / 9):
+        return _loss(objectness, pred_deltas, labels, target_deltas, beta, **flags)
+    return wrong
+
+
+def _loss_worked_example():
+    """Six anchors: two positives, two negatives, two ignored (with wild values that must not
+    count); sigmoid(ln 3) = 3/4, so the cross-entropies are logs of simple numbers."""
+    l3 = math.log(3.0)
+    logits = np.array([0.0, l3, -l3, 5.0, -l3, -4.0])
+    labels = np.array([1, 0, 1, -1, 0, -1])
+    target = np.array([[0.1, -0.2, 0.3, 0.0], [0, 0, 0, 0], [0.5, 0.0, -0.1, 0.2],
+                       [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    diff = np.array([[0.05, -0.1, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0], [-1.0, 0.2, 0.0, 0.1],
+                     [3.0, 3.0, 3.0, 3.0], [0.0, -2.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]])
+    return logits, target + diff, labels, target
+
+
+def _loss_edge_cases() -> list[Case]:
+    logits, pred, labels, target = _loss_worked_example()
+    half_beta = 1 / 18
+    obj = (math.log(2) + math.log(4) + math.log(4) + math.log(4 / 3)) / 4
+    box = ((0.5 * 0.05 ** 2 * 9 + 0.5 * 0.1 ** 2 * 9 + (0.5 - half_beta))
+           + ((1.0 - half_beta) + (0.2 - half_beta) + 0.5 * 0.1 ** 2 * 9)) / 4
+    rng = np.random.default_rng(3)
+    n = 40
+    z40 = np.round(rng.normal(0, 2, n), 3)
+    l40 = rng.choice([-1, -1, 0, 0, 0, 1], n)
+    t40 = np.round(rng.normal(0, 0.3, (n, 4)), 3)
+    p40 = np.round(t40 + rng.normal(0, 0.2, (n, 4)), 3)
+    probs = np.array([0.9, 0.2, 0.6, 0.3])
+    return [
+        Case("worked example: 2 positives, 2 negatives, 2 ignored", (logits, pred, labels, target),
+             expected=(obj, box),
+             about="S = 4 sampled anchors; objectness (ln 2 + ln 4 + ln 4 + ln 4/3) / 4 (anchor 0: "
+                   "p = 1/2, anchor 1: p = 3/4 but negative, anchor 2: p = 1/4 but positive, anchor 4: "
+                   "p = 1/4, negative); box: smooth L1 of the positives' 8 differences "
+                   "(0.05, -0.1, 0.5, 0; -1, 0.2, 0, 0.1) with beta = 1/9, summed, / 4"),
+        Case("worked example, beta = 0.5", (logits, pred, labels, target), {"beta": 0.5},
+             expected=(obj, (0.0025 + 0.01 + 0.25 + 0.75 + 0.04 + 0.01) / 4),
+             about="every |difference| below 0.5 is now quadratic, 0.5 x**2 / 0.5 = x**2; |-1| gives 1 - 0.25"),
+        Case("logits that look like probabilities", (probs, np.zeros((4, 4)), np.array([1, 0, 1, 0]),
+                                                     np.zeros((4, 4))),
+             expected=(float(np.mean(np.log1p(np.exp(-np.array([0.9, -0.2, 0.6, -0.3]))))), 0.0),
+             about="0.9 is a logit: sigmoid(0.9) = 0.71, not 0.9; no box differences"),
+        Case("nothing sampled: both terms 0", (logits, pred, np.full(6, -1), target), expected=(0.0, 0.0),
+             about="the normaliser is max(sampled, 1): 0 / 1, not 0 / 0"),
+        Case("40 anchors, no positives", (z40, p40, np.where(l40 == 1, 0, l40), t40)),
+        Case("40 anchors", (z40, p40, l40, t40)),
+        Case("no anchors", (np.zeros(0), np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros((0, 4))),
+             expected=(0.0, 0.0), public=False),
+        Case("very large logits", (np.array([60.0, -60.0, 40.0, -40.0]), np.zeros((4, 4)),
+                                   np.array([1, 0, 0, 1]), np.zeros((4, 4))),
+             expected=(40.0 / 2, 0.0), public=False,
+             about="anchors 0 and 1 right and confident (about 1e-26 each), 2 and 3 wrong by 40 each"),
+        Case("all positive, beta 1", (z40, p40, np.ones(n, np.int64), t40), {"beta": 1.0}, public=False),
+    ]
+
+
+def _loss_random_case(rng: np.random.Generator) -> Case:
+    n = int(rng.integers(1, 80))
+    logits = rng.normal(0, 2.5, n)
+    labels = rng.choice([-1, 0, 1], n, p=[0.5, 0.35, 0.15])
+    target = rng.normal(0, 0.3, (n, 4))
+    pred = target + rng.normal(0, rng.choice([0.05, 0.3, 1.0]), (n, 4))
+    kwargs = {"beta": float(rng.choice([0.25, 1.0]))} if rng.random() < 0.2 else {}
+    return Case("", (logits, pred, labels, target), kwargs)
+
+
+RPN_LOSS = register(Exercise(
+    name="rpn_loss",
+    chapter=CHAPTER,
+    signature=("rpn_loss(objectness, pred_deltas, labels, target_deltas, beta=1/9) "
+               "-> (objectness_loss, box_loss)"),
+    summary="Binary cross-entropy from the logits on the sampled anchors and smooth L1 on the "
+            "positives' deltas, both summed and divided by the number of sampled anchors.",
+    tiers={"loops": f"{REF}:rpn_loss_loops", "numpy": f"{REF}:rpn_loss_numpy", "tf": f"{REF}:rpn_loss_tf"},
+    edge_cases=_loss_edge_cases,
+    random_case=_loss_random_case,
+    outputs=(Output("objectness_loss", "float", rtol=1e-4, atol=1e-5, strict_atol=1e-9),
+             Output("box_loss", "float", rtol=1e-4, atol=1e-5, strict_atol=1e-9)),
+    mistakes=(
+        Mistake("ignored anchors counted as negatives",
+                "Your loss counts the ignored anchors (label -1) as background. They were left out of "
+                "the sample on purpose: only labels 0 and 1 enter the cross-entropy, and the normaliser "
+                "is the number of sampled anchors, (labels >= 0).sum().",
+                wrong=_lswitch(ignored_as_negative=True)),
+        Mistake("divided by all anchors",
+                "Your terms are divided by the number of anchors, N; divide both sums by the number of "
+                "*sampled* anchors, max((labels >= 0).sum(), 1).", wrong=_lswitch(all_anchors_norm=True)),
+        Mistake("divided by the positives",
+                "Your terms are divided by the number of positives; the course (as Faster R-CNN and "
+                "Detectron2) divides both sums by the number of sampled anchors, max((labels >= 0).sum(), 1).",
+                wrong=_lswitch(by_positives=True)),
+        Mistake("box term divided by the positives",
+                "Your objectness term is right, but your box term is divided by the number of positives: "
+                "divide it by the number of sampled anchors too, max((labels >= 0).sum(), 1), so that "
+                "the two terms keep the balance the course trains with.",
+                wrong=_lswitch(box_by_positives=True)),
+        Mistake("regression on negatives",
+                "Your box term includes the negative anchors: there is no box to regress onto background. "
+                "Sum the smooth L1 over the positive anchors (label 1) only.", wrong=_lswitch(box_on_sampled=True)),
+        Mistake("regression on every anchor",
+                "Your box term includes negative and ignored anchors: sum the smooth L1 over the positive "
+                "anchors (label 1) only.", wrong=_lswitch(box_on_all=True)),
+        Mistake("sigmoid applied twice",
+                "Your objectness goes through the sigmoid twice: the cross-entropy *from logits* applies "
+                "the sigmoid itself, so give it the raw logits (or compute log sigmoid(z) yourself, "
+                "stably: max(z, 0) - z*y + log(1 + exp(-|z|))).", wrong=_lswitch(sigmoid_twice=True)),
+        Mistake("logits used as probabilities",
+                "Your cross-entropy takes the logits for probabilities (log(z), log(1 - z)); the head "
+                "outputs logits, any real number: p = sigmoid(z), and stably "
+                "BCE = max(z, 0) - z*y + log(1 + exp(-|z|)).", wrong=_lswitch(logits_as_probs=True)),
+        Mistake("plain L1",
+                "Your box term is the plain L1 |x|: smooth L1 is 0.5 x**2 / beta where |x| < beta and "
+                "|x| - 0.5 beta elsewhere.", wrong=_lswitch(box_l1=True)),
+        Mistake("L2 instead of smooth L1",
+                "Your box term is the squared error 0.5 x**2 everywhere: smooth L1 is quadratic only where "
+                "|x| < beta (0.5 x**2 / beta) and linear beyond (|x| - 0.5 beta), so a bad anchor cannot "
+                "dominate the loss.", wrong=_lswitch(box_l2=True)),
+        Mistake("beta = 1",
+                "Your smooth L1 switches from quadratic to linear at |x| = 1 (PyTorch's default); the RPN's "
+                "beta is the argument beta, 1/9 by default: 0.5 x**2 / beta below it, |x| - 0.5 beta above.",
+                wrong=_lswitch(beta_one=True)),
+        Mistake("0 / 0 with nothing sampled",
+                "With no sampled anchor your loss is 0 / 0 = NaN: divide by max(number sampled, 1), so "
+                "that an image with nothing sampled adds 0.", wrong=_lswitch(no_clamp=True)),
+    ),
+    tf_static=("beta",),
+    no_loops_over=("objectness",),
 ))

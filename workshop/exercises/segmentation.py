@@ -1,4 +1,4 @@
-"""Chapter 08: the UNet's border-aware weight map, the confusion matrix and segmentation metrics.
+"""Chapter 08: the UNet's border-aware weight map, its pixel-weighted loss, the confusion matrix and segmentation metrics.
 
 The wrong implementations are self-contained numpy/scipy (the grader hides ``workshop.reference``).
 The rules (background-only border term, balanced class weights, NaN for absent classes) are
@@ -307,4 +307,136 @@ SEGMENTATION_METRICS = register(Exercise(
     ),
     answer_calls=("sklearn.metrics.jaccard_score", "sklearn.metrics.f1_score",
                   "keras.metrics.MeanIoU", "keras.metrics.IoU"),
+))
+
+
+# == the pixel-weighted cross-entropy ================================================================
+def _wce(logits, labels, weights, *, mistake: str = ""):
+    z = np.asarray(logits, np.float64)
+    y = np.asarray(labels).astype(np.int64)
+    w = np.asarray(weights, np.float64)
+    if mistake == "weights on the logits":
+        z = z * w[..., None]
+    with np.errstate(all="ignore"):
+        if mistake == "softmax over the first axis":
+            z = z - z.max(axis=0, keepdims=True)
+            log_p = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
+        elif mistake == "softmax over all values":
+            z = z - z.max()
+            log_p = z - np.log(np.exp(z).sum())
+        elif mistake == "unstable":
+            log_p = np.log(np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True))
+        else:
+            z = z - z.max(axis=-1, keepdims=True)
+            log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        nll = -np.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
+        if mistake == "weights ignored":
+            w = np.ones_like(w)
+        if y.size == 0:
+            return 0.0
+        if mistake == "normalised by the weights":
+            return float((w * nll).sum() / w.sum())
+        if mistake == "mean over weighted pixels":
+            return float((w * nll).sum() / max((w > 0).sum(), 1))
+        if mistake == "averaged over the classes too":
+            return float((w * nll).sum() / (nll.size * z.shape[-1]))
+        return float(np.mean(w * nll))
+
+
+def _wc(mistake: str):
+    def wrong(logits, labels, weights):
+        return _wce(logits, labels, weights, mistake=mistake)
+    wrong.__name__ = "weighted_cross_entropy_" + mistake.replace(" ", "_")
+    return wrong
+
+
+def _non_finite(case, received, expected) -> bool:
+    from .spec import to_array
+
+    r = np.asarray(to_array(received), np.float64)
+    return bool(np.isfinite(np.asarray(expected, np.float64)).all() and r.size and not np.isfinite(r).all())
+
+
+def _wce_cases() -> list[Case]:
+    l2, l3 = np.log(2.0), np.log(3.0)
+    logits = np.array([[[0.0, 0.0, 0.0], [l2, 0.0, 0.0]],
+                       [[0.0, l3, 0.0], [5.0, 5.0, 5.0 + l2]]])
+    labels = np.array([[2, 0], [1, 2]])
+    weights = np.array([[1.0, 3.0], [0.5, 0.0]])
+    big = np.array([[[800.0, 0.0], [-700.0, 700.0], [1000.0, 1000.0]]])
+    rng = np.random.default_rng(8)
+    zb = np.round(rng.normal(0, 2, (2, 3, 4, 3)), 3)
+    yb = rng.integers(0, 3, (2, 3, 4))
+    wb = np.round(rng.uniform(0, 4, (2, 3, 4)), 3)
+    return [
+        Case("worked example: 2x2 pixels, 3 classes", (logits, labels, weights),
+             expected=(l3 + 3 * l2 + 0.5 * np.log(5 / 3) + 0.0) / 4,
+             about="softmaxes (1/3, 1/3, 1/3), (1/2, 1/4, 1/4), (1/5, 3/5, 1/5), (1/4, 1/4, 1/2); "
+                   "the labels' probabilities 1/3, 1/2, 3/5, 1/2 with weights 1, 3, 0.5, 0: "
+                   "(ln 3 + 3 ln 2 + 0.5 ln 5/3 + 0) / 4 pixels (the weight-0 pixel counts)"),
+        Case("large logits: a stable log-softmax", (big, np.array([[1, 1, 0]]), np.array([[1.0, 2.0, 1.0]])),
+             expected=(800.0 + 0.0 + l2) / 3,
+             about="exp(800) overflows float64: subtract each pixel's largest logit first "
+                   "(pixel 0: CE 800, pixel 1: about 0, pixel 2: ln 2)"),
+        Case("a batch of 2 images (B, H, W, K)", (zb, yb, wb)),
+        Case("weights all 1: the plain cross-entropy", (zb[0], yb[0], np.ones((3, 4)))),
+        Case("one class: zero loss", (np.zeros((2, 2, 1)), np.zeros((2, 2), np.int64), np.full((2, 2), 3.0)),
+             expected=0.0, public=False),
+        Case("large logits in a batch", (zb * 400, yb, wb), public=False),
+    ]
+
+
+def _wce_random(rng: np.random.Generator) -> Case:
+    k = int(rng.integers(2, 7))
+    shape = tuple(int(v) for v in rng.integers(1, 9, 2))
+    if rng.random() < 0.4:
+        shape = (int(rng.integers(1, 4)),) + shape
+    logits = rng.normal(0, float(rng.choice([1.0, 3.0])), shape + (k,))
+    labels = rng.integers(0, k, shape)
+    weights = rng.uniform(0, 5, shape) * (rng.random(shape) < 0.8)
+    return Case("", (logits, labels, weights))
+
+
+WEIGHTED_CROSS_ENTROPY = register(Exercise(
+    name="weighted_cross_entropy",
+    chapter=CHAPTER,
+    signature="weighted_cross_entropy(logits, labels, weights) -> loss",
+    summary="The UNet's pixel-weighted loss: softmax cross-entropy per pixel times its weight, "
+            "averaged over all pixels.",
+    tiers={"loops": f"{REF}:weighted_cross_entropy_loops", "numpy": f"{REF}:weighted_cross_entropy_numpy",
+           "tf": f"{REF}:weighted_cross_entropy_tf"},
+    edge_cases=_wce_cases,
+    random_case=_wce_random,
+    outputs=(Output("loss", "float", rtol=1e-4, atol=1e-5, strict_atol=1e-9),),
+    mistakes=(
+        Mistake("weights ignored",
+                "Your loss is the plain cross-entropy: multiply each pixel's -log p(label) by its weight "
+                "weights[..., y, x] before averaging.", wrong=_wc("weights ignored")),
+        Mistake("weights on the logits",
+                "You multiplied the logits by the weights: the weight scales each pixel's loss, "
+                "w * -log softmax(z)[label], not its scores (which would change the softmax itself).",
+                wrong=_wc("weights on the logits")),
+        Mistake("softmax over the first axis",
+                "Your softmax normalises over the first axis: the classes are on the *last* axis "
+                "(logits (..., H, W, K)), so each pixel's K scores are normalised together "
+                "(axis=-1, keepdims=True).", wrong=_wc("softmax over the first axis")),
+        Mistake("softmax over all values",
+                "Your softmax normalises over the whole array (no axis): normalise each pixel's K "
+                "scores, over the last axis (axis=-1, keepdims=True).", wrong=_wc("softmax over all values")),
+        Mistake("normalised by the weights",
+                "You divided by the sum of the weights; the course's loss is the mean over all pixels, "
+                "sum(w * CE) / number of pixels (the weight maps already average about 1), as the model's "
+                "in-graph loss.", wrong=_wc("normalised by the weights")),
+        Mistake("mean over weighted pixels",
+                "You divided by the number of pixels with a non-zero weight; divide by the number of "
+                "*all* pixels (a weight-0 pixel counts, with loss 0).", wrong=_wc("mean over weighted pixels")),
+        Mistake("averaged over the classes too",
+                "Your loss is K times too small: np.mean over a (..., K) array of one-hot * log p also "
+                "divides by the classes. Pick each pixel's -log p(label), then average over pixels.",
+                wrong=_wc("averaged over the classes too")),
+        Mistake("unstable log-softmax",
+                "Your loss is inf or NaN with large logits: exp(800) overflows. Compute log softmax as "
+                "z - m - log(sum(exp(z - m))) with m each pixel's largest logit (the log-sum-exp trick; "
+                "tf.reduce_logsumexp in TensorFlow).", wrong=_wc("unstable"), detect=_non_finite),
+    ),
 ))

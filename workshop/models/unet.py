@@ -184,12 +184,20 @@ def _loss_layer_class():
     import keras
 
     class PixelWeightedCrossEntropy(keras.layers.Layer):
-        """Adds :func:`pixel_weighted_cross_entropy` of ``[logits, labels, weights]`` to the
-        model's losses (``add_loss``) and passes the logits through unchanged."""
+        """Adds ``loss_fn(logits, labels, weights)`` (default :func:`pixel_weighted_cross_entropy`)
+        of ``[logits, labels, weights]`` to the model's losses (``add_loss``) and passes the
+        logits through unchanged."""
+
+        def __init__(self, loss_fn=None, **kwargs):
+            super().__init__(**kwargs)
+            self.loss_fn = loss_fn
 
         def call(self, inputs):
             logits, labels, weights = inputs
-            self.add_loss(pixel_weighted_cross_entropy(labels, logits, weights))
+            if self.loss_fn is None:
+                self.add_loss(pixel_weighted_cross_entropy(labels, logits, weights))
+            else:
+                self.add_loss(self.loss_fn(logits, labels, weights))
             return logits
 
         def compute_output_shape(self, input_shapes):
@@ -199,7 +207,7 @@ def _loss_layer_class():
 
 
 def build_weighted_unet(input_shape: Sequence[int | None], num_classes: int, depth: int = 4,
-                        base_filters: int = 16, padding: str = "same"):
+                        base_filters: int = 16, padding: str = "same", loss_fn=None):
     """A UNet and its training model, whose loss is the pixel-weighted cross-entropy.
 
     The training model takes ``{"image": (B, H, W, C), "labels": int (B, Ho, Wo), "weights":
@@ -207,6 +215,8 @@ def build_weighted_unet(input_shape: Sequence[int | None], num_classes: int, dep
     :func:`center_crop` for ``padding="valid"``); its ``weighted_ce`` layer adds the loss to the
     graph (``add_loss``), so ``model.compile(optimizer=...)`` needs no loss and
     ``model.fit(inputs_dict, epochs=...)`` no targets. Both models share their layers.
+    ``loss_fn``: ``(logits, labels, weights) -> scalar`` in TensorFlow (e.g. chapter 8's
+    ``weighted_cross_entropy_tf``) instead of :func:`pixel_weighted_cross_entropy`.
 
     Returns:
       ``(training_model, unet)``; ``unet`` maps images to logits.
@@ -222,7 +232,7 @@ def build_weighted_unet(input_shape: Sequence[int | None], num_classes: int, dep
     out_hw = tuple(logits.shape[1:3])
     labels = keras.Input(out_hw, dtype="int32", name="labels")
     weights = keras.Input(out_hw, name="weights")
-    out = _loss_layer_class()(name="weighted_ce")([logits, labels, weights])
+    out = _loss_layer_class()(loss_fn, name="weighted_ce")([logits, labels, weights])
     training = keras.Model({"image": image, "labels": labels, "weights": weights}, out, name="weighted_unet")
     return training, unet
 

@@ -28,6 +28,16 @@ rpn_proposals(anchors, objectness, deltas, image_shape, pre_nms_top_n=6000, post
   ``post_nms_top_n``. Scores are the objectness values as given (logits or probabilities: the
   order is the same), in decreasing order.
 
+rpn_loss(objectness, pred_deltas, labels, target_deltas, beta=1/9)
+        -> (objectness_loss, box_loss), float scalars
+  Over the ``N`` anchors (any leading batch axes flattened: the loss of a batch is the loss of
+  all its anchors together), with ``S = max(#(labels >= 0), 1)`` the number of sampled anchors:
+  objectness_loss = sum over sampled anchors of BCE(sigmoid(logit), label == 1) / S, the binary
+  cross-entropy computed from the logit stably, ``max(z, 0) - z * y + log(1 + exp(-|z|))``;
+  box_loss = sum over positive anchors (label 1) and their 4 coordinates of
+  smooth_L1(pred - target) / S, smooth_L1(x) = 0.5 x**2 / beta if |x| < beta else |x| - beta / 2.
+  Ignored anchors (-1) add nothing; the model's ``workshop.models.rpn.rpn_loss`` is the same.
+
 Validation: malformed boxes raise ValueError naming the row; thresholds outside their range,
 ``negative_iou > positive_iou``, negative sizes or a non-positive image shape raise ValueError.
 """
@@ -41,6 +51,9 @@ import numpy as np
 from ..conventions import as_boxes, as_scores
 
 __all__ = [
+    "rpn_loss_loops",
+    "rpn_loss_numpy",
+    "rpn_loss_tf",
     "rpn_proposals_loops",
     "rpn_proposals_numpy",
     "rpn_proposals_tf",
@@ -387,3 +400,75 @@ def rpn_proposals_tf(anchors, objectness, deltas, image_shape, pre_nms_top_n=600
                   score_threshold=0.0)
     final = tf.gather(top, keep)
     return tf.gather(boxes, final), tf.gather(s, final)
+
+
+# ============================================================================================
+# rpn_loss
+# ============================================================================================
+def _loss_args(objectness, pred_deltas, labels, target_deltas, beta):
+    z = np.asarray(objectness, np.float64).reshape(-1)
+    y = np.asarray(labels).reshape(-1)
+    p = np.asarray(pred_deltas, np.float64).reshape(-1, 4)
+    t = np.asarray(target_deltas, np.float64).reshape(-1, 4)
+    if not (len(z) == len(y) == len(p) == len(t)):
+        raise ValueError(f"expected one objectness, label and 4 deltas per anchor, got {len(z)} logits, "
+                         f"{len(y)} labels, {len(p)} and {len(t)} delta rows")
+    if y.size and not np.isin(y, (-1, 0, 1)).all():
+        raise ValueError(f"labels: expected values in {{1, 0, -1}}, got {y[~np.isin(y, (-1, 0, 1))][0]}")
+    if not float(beta) > 0:
+        raise ValueError(f"beta: expected > 0, got {beta}")
+    return z, y.astype(np.int64), p, t, float(beta)
+
+
+def rpn_loss_loops(objectness, pred_deltas, labels, target_deltas, beta=1.0 / 9):
+    """The RPN loss anchor by anchor (rules in the module docstring).
+
+    Args: objectness float ``(N,)`` logits; pred_deltas, target_deltas float ``(N, 4)``;
+      labels int ``(N,)`` in {1, 0, -1}; beta: smooth L1's transition point.
+    Returns: ``(objectness_loss, box_loss)``, floats.
+    """
+    z, y, p, t, beta = _loss_args(objectness, pred_deltas, labels, target_deltas, beta)
+    obj = box = 0.0
+    sampled = 0
+    for i in range(len(z)):
+        if y[i] < 0:
+            continue
+        sampled += 1
+        zi, yi = float(z[i]), float(y[i] == 1)
+        obj += max(zi, 0.0) - zi * yi + math.log1p(math.exp(-abs(zi)))
+        if y[i] == 1:
+            for d in (p[i] - t[i]).tolist():
+                box += 0.5 * d * d / beta if abs(d) < beta else abs(d) - 0.5 * beta
+    s = max(sampled, 1)
+    return obj / s, box / s
+
+
+def rpn_loss_numpy(objectness, pred_deltas, labels, target_deltas, beta=1.0 / 9):
+    """Vectorized :func:`rpn_loss_loops` (same arguments and result)."""
+    z, y, p, t, beta = _loss_args(objectness, pred_deltas, labels, target_deltas, beta)
+    sampled, positive = y >= 0, y == 1
+    bce = np.maximum(z, 0) - z * positive + np.log1p(np.exp(-np.abs(z)))
+    d = np.abs(p - t)
+    sl1 = np.where(d < beta, 0.5 * d ** 2 / beta, d - 0.5 * beta)
+    s = max(int(sampled.sum()), 1)
+    return float(bce[sampled].sum() / s), float(sl1[positive].sum() / s)
+
+
+def rpn_loss_tf(objectness, pred_deltas, labels, target_deltas, beta=1.0 / 9):
+    """:func:`rpn_loss_loops` in TensorFlow: tensors in (any leading batch axes), ``beta`` a
+    Python number; float scalar tensors out in the logits' dtype. ``tf.where`` rather than a
+    product by the masks, so that an ignored row holding inf or NaN adds nothing. Compiles with
+    ``tf.function(jit_compile=True)``."""
+    import tensorflow as tf
+
+    z = tf.reshape(tf.convert_to_tensor(objectness), [-1])
+    p = tf.reshape(tf.cast(pred_deltas, z.dtype), [-1, 4])
+    t = tf.reshape(tf.cast(target_deltas, z.dtype), [-1, 4])
+    y = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    sampled, positive = y >= 0, tf.equal(y, 1)
+    bce = tf.maximum(z, 0.0) - z * tf.cast(positive, z.dtype) + tf.math.log1p(tf.exp(-tf.abs(z)))
+    d = tf.abs(p - t)
+    sl1 = tf.where(d < beta, 0.5 * tf.square(d) / beta, d - 0.5 * beta)
+    s = tf.maximum(tf.reduce_sum(tf.cast(sampled, z.dtype)), tf.ones([], z.dtype))
+    return (tf.reduce_sum(tf.where(sampled, bce, tf.zeros_like(bce))) / s,
+            tf.reduce_sum(tf.where(positive[:, None], sl1, tf.zeros_like(sl1))) / s)

@@ -18,6 +18,14 @@ consecutive)::
   ``w_c = N / (n_classes_present * count_c)`` (scikit-learn's "balanced"); an image with a
   single class gets ``w_c = 1``. Or an explicit pair ``(w_background, w_foreground)``.
 
+Pixel-weighted cross-entropy (the UNet paper's eq. 1 as the course trains it), for logits
+``(..., H, W, K)``, labels ints ``(..., H, W)`` and weights ``(..., H, W)``::
+
+    L = (1 / number of pixels) * sum over pixels of w(x) * -log softmax(z(x))[label(x)]
+
+a mean over **all** pixels (not ``sum(w * CE) / sum(w)``), as ``workshop.models.unet``'s in-graph
+loss; the log-softmax is computed stably (the largest logit subtracted first).
+
 Metrics, from a confusion matrix ``cm`` ``(K, K)`` with ``cm[t, p]`` = the number of pixels of
 true class ``t`` predicted as ``p`` (rows: truth, columns: prediction; as scikit-learn and
 ``tf.math.confusion_matrix``):
@@ -46,6 +54,9 @@ __all__ = [
     "unet_weight_map_loops",
     "unet_weight_map_numpy",
     "unet_weight_map_tf",
+    "weighted_cross_entropy_loops",
+    "weighted_cross_entropy_numpy",
+    "weighted_cross_entropy_tf",
 ]
 
 
@@ -347,20 +358,63 @@ def segmentation_metrics_tf(cm):
     return accuracy, iou, dice, mean_iou
 
 
-# -- the UNet's loss, for checking the model's in-graph loss -------------------------------------
-def pixel_weighted_cross_entropy_numpy(logits, labels, weights) -> float:
-    """``mean over pixels of weights * -log softmax(logits)[label]`` (float64).
-
-    Args:
-      logits: ``(..., H, W, K)``; labels: ints ``(..., H, W)`` in ``0..K-1``; weights: ``(..., H, W)``.
-    """
+# -- the UNet's pixel-weighted loss ---------------------------------------------------------------
+def _loss_inputs(logits, labels, weights):
     z = np.asarray(logits, np.float64)
     y = _int_array(labels, "labels", "class labels")
     w = np.asarray(weights, np.float64)
-    if z.shape[:-1] != y.shape or y.shape != w.shape:
+    if z.ndim < 1 or z.shape[:-1] != y.shape or y.shape != w.shape:
         raise ValueError(f"expected logits (..., K) with labels and weights of shape {z.shape[:-1]}, "
                          f"got {y.shape} and {w.shape}")
+    if y.size and (y.min() < 0 or y.max() >= z.shape[-1]):
+        raise ValueError(f"labels: expected classes in 0..{z.shape[-1] - 1}, got {y[(y < 0) | (y >= z.shape[-1])][0]}")
+    return z, y, w
+
+
+def weighted_cross_entropy_loops(logits, labels, weights) -> float:
+    """``mean over all pixels of weights * -log softmax(logits)[label]``, pixel by pixel.
+
+    Args:
+      logits: float ``(H, W, K)`` or ``(B, H, W, K)``, one score per class (no softmax);
+      labels: int ``(H, W)`` / ``(B, H, W)`` in ``0..K-1``; weights: float, the labels' shape.
+    Returns: a float: the sum of ``w * CE`` divided by the number of pixels (not by the weights'
+      sum). ``log softmax`` as ``z - max(z) - log(sum(exp(z - max(z))))``: no overflow.
+    """
+    z, y, w = _loss_inputs(logits, labels, weights)
+    k = z.shape[-1]
+    z, y, w = z.reshape(-1, k).tolist(), y.ravel().tolist(), w.ravel().tolist()
+    total = 0.0
+    for scores, label, weight in zip(z, y, w):
+        top = max(scores)
+        log_sum = top + math.log(sum(math.exp(v - top) for v in scores))
+        total += weight * (log_sum - scores[label])
+    return total / len(y) if y else 0.0
+
+
+def weighted_cross_entropy_numpy(logits, labels, weights) -> float:
+    """Vectorized :func:`weighted_cross_entropy_loops` (same arguments and result)."""
+    z, y, w = _loss_inputs(logits, labels, weights)
+    if y.size == 0:
+        return 0.0
     z = z - z.max(axis=-1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
     nll = -np.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
     return float(np.mean(w * nll))
+
+
+def weighted_cross_entropy_tf(logits, labels, weights):
+    """:func:`weighted_cross_entropy_loops` in TensorFlow (``tf.reduce_logsumexp``, stable):
+    a float scalar tensor in the logits' dtype; compiles with ``tf.function(jit_compile=True)``."""
+    import tensorflow as tf
+
+    z = tf.convert_to_tensor(logits)
+    y = tf.cast(labels, tf.int32)
+    w = tf.cast(weights, z.dtype)
+    picked = tf.reduce_sum(z * tf.one_hot(y, tf.shape(z)[-1], dtype=z.dtype), axis=-1)
+    nll = tf.reduce_logsumexp(z, axis=-1) - picked
+    n = tf.maximum(tf.cast(tf.size(nll), z.dtype), tf.ones([], z.dtype))
+    return tf.reduce_sum(w * nll) / n
+
+
+# the name the model's tests have used for the numpy tier
+pixel_weighted_cross_entropy_numpy = weighted_cross_entropy_numpy
