@@ -77,9 +77,9 @@ def test_roi_align_kernels_on_the_benchmark_agree():
 
 
 # -- transposed convolution ----------------------------------------------------------------------
-def test_conv_transpose_numpy_kernel_multiplies_float32_in_float32():
-    """The benchmark's float32 inputs: float64 result within the exercise's tolerance; float64
-    inputs: the reference's result to rounding."""
+def test_conv_transpose_kernels_on_the_benchmark_agree():
+    """The benchmark's float32 inputs: both kernels multiply in float32 (the numpy one returns
+    float64), within the exercise's tolerance; float64 inputs: the tier's result to rounding."""
     ex = get("conv2d_transpose")
     case = ex.benchmarks()[0]
     x, kernel = case.args
@@ -87,9 +87,12 @@ def test_conv_transpose_numpy_kernel_multiplies_float32_in_float32():
     got = phases.conv2d_transpose_numpy(x, kernel, **case.kwargs)
     assert got.dtype == np.float64 and got.shape == want.shape
     assert ex.compare(got, want) is None
-    assert np.abs(got - want).max() > 0      # float32 arithmetic, not float64
+    assert np.abs(got - want).max() > 0                  # float32 arithmetic, not float64
     exact = phases.conv2d_transpose_numpy(x.astype(np.float64), kernel, **case.kwargs)
     np.testing.assert_allclose(exact, want, rtol=1e-12, atol=1e-9)
+    got = _np(phases.conv2d_transpose_tf(x, kernel, **case.kwargs))
+    assert got.dtype == np.float32
+    assert ex.compare(got, want) is None
 
 
 @pytest.mark.parametrize("strides, padding, output_shape", [

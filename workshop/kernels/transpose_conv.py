@@ -14,12 +14,12 @@ reshape (``(M, sh, N, sw, C) -> (M*sh, N*sw, C)``), whose window ``[top, top + H
 Only the phase rows ``m`` from ``top // sh`` that reach the window are computed. Same work as the
 scatter-add (``H*W*kh*kw*C_in*C_out`` multiply-adds), a quarter of zero insertion's at stride 2.
 
-* :func:`conv2d_transpose_numpy`: one matrix product ``x @ [every tap]``
-  (``(B*H*W, C_in) @ (C_in, kh*kw*C_out)``), then each tap's block added, shifted, into its
-  phase; float64 ``(Ho, Wo, C_out)`` as the tier. Float32 inputs (``x`` and ``kernel``) are
-  multiplied in float32, as TensorFlow does (about 2x faster; the result then differs from the
-  float64 reference by float32 rounding, well inside the exercise's tolerance); any other input
-  in float64.
+* :func:`conv2d_transpose_numpy`: one matrix product per tap (``x @ kernel[a, b].T``, a
+  contiguous ``(B, H, W, C_out)`` block), each phase summed from its taps' shifted blocks in a
+  contiguous buffer, then interleaved; a float64 result, as the tier. Float32 inputs (``x``
+  and ``kernel``) are multiplied and summed in float32, as TensorFlow does (about twice as fast;
+  the result then differs from the float64 reference by float32 rounding, inside the
+  exercise's tolerance); any other input in float64.
 * :func:`conv2d_transpose_tf`: one ``tf.nn.conv2d`` per row phase with its sub-kernel, the
   column phases stacked on its output channels (padding folded into the convolution, no
   copies), interleaved by stack and reshape; ``x``'s dtype. Needs static sizes: a shape-relaxed
@@ -44,21 +44,38 @@ def _phase_rows(top: int, stride: int, out_size: int) -> tuple[int, int]:
 
 
 def _as_arrays(x, kernel) -> tuple[np.ndarray, np.ndarray]:
-    """float32 pair when both are float32 arrays, else float64 (validated as the tier does)."""
+    """Both float32 arrays stay float32; anything else becomes float64 (checked as the tier)."""
     xa, ka = np.asarray(x), np.asarray(kernel)
     if xa.dtype == np.float32 and ka.dtype == np.float32:
         return xa, ka
     return _as_float(x, "x"), _as_float(kernel, "kernel")
 
 
+def _summed(buffer: np.ndarray, terms) -> np.ndarray:
+    """``buffer`` set to the sum of ``terms`` (``(window, block)``: ``block`` adds into
+    ``buffer[window]``), zero elsewhere; a block covering all of ``buffer`` starts it (no
+    zero fill)."""
+    whole = next((i for i, (window, block) in enumerate(terms) if block.shape == buffer.shape), None)
+    if whole is None:
+        buffer[...] = 0
+    else:
+        np.copyto(buffer, terms.pop(whole)[1])
+    for window, block in terms:
+        buffer[window] += block
+    return buffer
+
+
 def conv2d_transpose_numpy(x, kernel, strides=1, padding="VALID", output_shape=None) -> np.ndarray:
-    """Transposed convolution by stride phases, one matrix product for every tap.
+    """Transposed convolution by stride phases.
 
     Same arguments and result as :func:`workshop.reference.transpose_conv.conv2d_transpose_loops`:
     ``x`` ``(H, W, C_in)`` or ``(B, H, W, C_in)``, ``kernel`` ``(kh, kw, C_out, C_in)``; float64
-    ``(Ho, Wo, C_out)`` or ``(B, Ho, Wo, C_out)``. ``y = x @ [kernel[a, b].T for every tap]``
-    holds each pixel's contribution to each tap; tap ``(a, b)`` goes, shifted by
-    ``(a // sh, b // sw)`` pixels, into phase ``(a % sh, b % sw)`` (module doc).
+    ``(Ho, Wo, C_out)`` or ``(B, Ho, Wo, C_out)``. Per tap, ``x @ kernel[a, b].T`` as a contiguous
+    ``(B, H, W, C_out)`` block (one product per image row: small products, which a shared,
+    busy machine's multithreaded BLAS does not stall on); each phase ``(p, q)`` sums its taps'
+    blocks, shifted by ``(a // sh, b // sw)`` pixels, in a contiguous buffer (long rows: fast
+    adds), then goes into its place of the interleaved output (module doc). Float32 ``x`` and
+    ``kernel`` are multiplied and summed in float32 (module doc), anything else in float64.
     """
     x, kernel = _as_arrays(x, kernel)
     batched, sh, sw, out_h, out_w, top, left = _geometry(x.shape, kernel.shape, strides, padding,
@@ -68,21 +85,28 @@ def conv2d_transpose_numpy(x, kernel, strides=1, padding="VALID", output_shape=N
     kh, kw, c_out, _ = kernel.shape
     m0, rows = _phase_rows(top, sh, out_h)
     n0, cols = _phase_rows(left, sw, out_w)
-    taps = kernel.transpose(3, 0, 1, 2).reshape(c_in, kh * kw * c_out)
-    y = (xb.reshape(-1, c_in) @ taps).reshape(n_b, h, w, kh, kw, c_out)
-    full = np.zeros((n_b, rows, sh, cols, sw, c_out), y.dtype)
+    y = np.empty((kh, kw, n_b, h, w, c_out), x.dtype)
     for a in range(kh):
-        p, u = a % sh, a // sh                 # phase row j reads input row m0 + j - u
-        i0, i1 = max(0, u - m0), min(rows, h + u - m0)
         for b in range(kw):
-            q, v = b % sw, b // sw
-            j0, j1 = max(0, v - n0), min(cols, w + v - n0)
-            if i1 > i0 and j1 > j0:
-                full[:, i0:i1, p, j0:j1, q] += y[:, m0 + i0 - u:m0 + i1 - u,
-                                                 n0 + j0 - v:n0 + j1 - v, a, b]
+            np.matmul(xb, kernel[a, b].T, out=y[a, b])
+    full = np.empty((n_b, rows, sh, cols, sw, c_out))
+    phase = np.empty((n_b, rows, cols, c_out), x.dtype)
+    for p in range(sh):
+        for q in range(sw):
+            terms = []                                   # (phase window, shifted tap block)
+            for a in range(p, kh, sh):
+                u = a // sh                              # phase row j reads input row m0 + j - u
+                i0, i1 = max(0, u - m0), min(rows, h + u - m0)
+                for b in range(q, kw, sw):
+                    v = b // sw
+                    j0, j1 = max(0, v - n0), min(cols, w + v - n0)
+                    if i1 > i0 and j1 > j0:
+                        terms.append(((slice(None), slice(i0, i1), slice(j0, j1)),
+                                      y[a, b, :, m0 + i0 - u:m0 + i1 - u, n0 + j0 - v:n0 + j1 - v]))
+            full[:, :, p, :, q] = _summed(phase, terms)
     full = full.reshape(n_b, rows * sh, cols * sw, c_out)
     r0, c0 = top - m0 * sh, left - n0 * sw
-    out = full[:, r0:r0 + out_h, c0:c0 + out_w].astype(np.float64, copy=False)
+    out = full[:, r0:r0 + out_h, c0:c0 + out_w]
     return out if batched else out[0]
 
 
