@@ -258,14 +258,15 @@ def _greedy_tf(b, s, c, thr, cap, sthr):
     n = b.shape[0] if b.shape[0] is not None else tf.shape(b)[0]   # static when known
     order = tf.math.top_k(s, k=n).indices        # decreasing score, ties by increasing index
     sb, sc = tf.gather(b, order), tf.gather(c, order)
-    # suppresses[i, j]: box i, once kept, removes box j (same class, IoU above the threshold)
-    suppresses = (iou_tf_core(sb, sb) > thr) & tf.equal(sc[:, None], sc[None, :])
     live = tf.gather(s, order) > sthr             # candidates not yet kept or suppressed
 
     def step(live, keep, count):
         i = tf.reduce_min(tf.where(live, tf.range(n), n))     # the best live box
         mine = tf.equal(tf.range(n), i)
-        return live & ~tf.gather(suppresses, i) & ~mine, keep | mine, count + 1
+        best = tf.reshape(tf.gather(sb, tf.minimum(i, n - 1)), [1, 4])
+        # the boxes it removes: same class, IoU above the threshold
+        removed = (iou_tf_core(best, sb)[0] > thr) & tf.equal(sc, tf.gather(sc, tf.minimum(i, n - 1)))
+        return live & ~removed & ~mine, keep | mine, count + 1
 
     _, keep, _ = tf.while_loop(lambda live, keep, count: tf.reduce_any(live) & (count < cap),
                                step, (live, tf.zeros([n], tf.bool), tf.constant(0)))
