@@ -12,7 +12,13 @@ import nbformat
 import pytest
 
 from workshop.grading import notebook as nbk
-from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks, run_notebook
+from workshop.tools.course_report import (
+    BUDGET_MB,
+    NOTEBOOKS,
+    SOLUTIONS,
+    course_notebooks,
+    run_notebook,
+)
 
 SOLUTION_PATHS = course_notebooks(SOLUTIONS)
 IDS = [p.stem for p in SOLUTION_PATHS]
@@ -97,6 +103,9 @@ def test_solution_notebook_runs(path):
         assert "FAILED" not in run.outputs[i] and "not implemented" not in run.outputs[i], (
             f"{path.name}: {grade_id} does not pass with the solution:\n{run.outputs[i][:2000]}")
     assert not run.leftovers, f"{path.name} left temporary files behind: {run.leftovers[:10]}"
+    # memory does not depend on how busy the machine is (time does: make course-report)
+    assert run.peak_mb is None or run.peak_mb <= BUDGET_MB, (
+        f"{path.name} peaked at {run.peak_mb} MB, over the notebooks' {BUDGET_MB} MB budget")
     print(f"{path.name}: {run.seconds:.1f} s, peak {run.peak_mb} MB")  # budgets: make course-report
 
 
