@@ -522,7 +522,7 @@ RPN_PROPOSALS = register(Exercise(
 def _loss(objectness, pred_deltas, labels, target_deltas, beta=1.0 / 9, *, ignored_as_negative=False,
           all_anchors_norm=False, box_by_positives=False, by_positives=False, box_on_sampled=False,
           box_on_all=False, sigmoid_twice=False, logits_as_probs=False, box_l1=False, box_l2=False,
-          beta_one=False, no_clamp=False):
+          beta_one=False, no_clamp=False, naive_bce=False):
     z = np.asarray(objectness, np.float64).reshape(-1)
     y = np.asarray(labels).reshape(-1).astype(np.int64)
     d = np.asarray(pred_deltas, np.float64).reshape(-1, 4) - np.asarray(target_deltas, np.float64).reshape(-1, 4)
@@ -533,6 +533,9 @@ def _loss(objectness, pred_deltas, labels, target_deltas, beta=1.0 / 9, *, ignor
     with np.errstate(all="ignore"):
         if logits_as_probs:
             bce = -(t * np.log(z) + (1 - t) * np.log(1 - z))
+        elif naive_bce:
+            q = 1.0 / (1.0 + np.exp(-z))
+            bce = -(t * np.log(q) + (1 - t) * np.log(1 - q))
         else:
             x = 1.0 / (1.0 + np.exp(-z)) if sigmoid_twice else z
             bce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))
@@ -603,10 +606,11 @@ def _loss_edge_cases() -> list[Case]:
         Case("40 anchors", (z40, p40, l40, t40)),
         Case("no anchors", (np.zeros(0), np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros((0, 4))),
              expected=(0.0, 0.0), public=False),
-        Case("very large logits", (np.array([60.0, -60.0, 40.0, -40.0]), np.zeros((4, 4)),
-                                   np.array([1, 0, 0, 1]), np.zeros((4, 4))),
-             expected=(40.0 / 2, 0.0), public=False,
-             about="anchors 0 and 1 right and confident (about 1e-26 each), 2 and 3 wrong by 40 each"),
+        Case("very large logits: a stable cross-entropy", (np.array([60.0, -60.0, 40.0, -40.0]), np.zeros((4, 4)),
+                                                           np.array([1, 0, 0, 1]), np.zeros((4, 4))),
+             expected=(40.0 / 2, 0.0),
+             about="anchors 0 and 1 right and confident (about 1e-26 each), 2 and 3 wrong by 40 each; "
+                   "sigmoid(40) is 1.0 in floating point, so log(1 - p) is -inf: compute from the logit"),
         Case("all positive, beta 1", (z40, p40, np.ones(n, np.int64), t40), {"beta": 1.0}, public=False),
     ]
 
@@ -665,6 +669,11 @@ RPN_LOSS = register(Exercise(
                 "Your cross-entropy takes the logits for probabilities (log(z), log(1 - z)); the head "
                 "outputs logits, any real number: p = sigmoid(z), and stably "
                 "BCE = max(z, 0) - z*y + log(1 + exp(-|z|)).", wrong=_lswitch(logits_as_probs=True)),
+        Mistake("unstable cross-entropy",
+                "Your objectness loss is NaN or inf for large logits: sigmoid(40) is exactly 1.0 in "
+                "floating point, and log(1 - 1.0) = -inf. Compute the cross-entropy from the logit, "
+                "max(z, 0) - z*y + log(1 + exp(-|z|)), which is exact and never overflows.",
+                wrong=_lswitch(naive_bce=True)),
         Mistake("plain L1",
                 "Your box term is the plain L1 |x|: smooth L1 is 0.5 x**2 / beta where |x| < beta and "
                 "|x| - 0.5 beta elsewhere.", wrong=_lswitch(box_l1=True)),
@@ -682,4 +691,6 @@ RPN_LOSS = register(Exercise(
     ),
     tf_static=("beta",),
     no_loops_over=("objectness",),
+    answer_calls=("workshop.models.rpn.rpn_loss", "workshop.models.rpn.rpn_objectness_loss",
+                  "workshop.models.rpn.rpn_box_loss", "workshop.models.rpn.smooth_l1"),
 ))

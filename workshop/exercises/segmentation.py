@@ -439,4 +439,5 @@ WEIGHTED_CROSS_ENTROPY = register(Exercise(
                 "z - m - log(sum(exp(z - m))) with m each pixel's largest logit (the log-sum-exp trick; "
                 "tf.reduce_logsumexp in TensorFlow).", wrong=_wc("unstable"), detect=_non_finite),
     ),
+    answer_calls=("workshop.models.unet.pixel_weighted_cross_entropy",),
 ))
