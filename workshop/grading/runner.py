@@ -108,7 +108,10 @@ def child_env() -> dict[str, str]:
     env.update(HOME="/tmp", TMPDIR="/tmp", MPLCONFIGDIR="/tmp", OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1",
                TF_NUM_INTEROP_THREADS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
-               MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
+               MPLBACKEND="Agg", PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
+               # a TF tier is compiled with XLA once, to check that it compiles and what it
+               # computes, never to time it: the machine-code optimiser's effort is wasted there
+               XLA_FLAGS="--xla_backend_optimization_level=0")
     return env
 
 
