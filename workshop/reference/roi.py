@@ -329,8 +329,8 @@ def roi_align_numpy(feature_map, rois, output_size, spatial_scale, sampling_rati
     length = (boxes[:, 2:] * scale - 0.5) - start
     ay = _axis_weights(start[:, 1], length[:, 1], ph, ratio, height)      # (R, ph, H)
     ax = _axis_weights(start[:, 0], length[:, 0], pw, ratio, width)       # (R, pw, W)
-    rows = np.einsum("rph,hwc->rpwc", ay, fm)                             # (R, ph, W, C)
-    return np.einsum("rqw,rpwc->rpqc", ax, rows)
+    rows = np.einsum("rph,hwc->rpwc", ay, fm, optimize=True)              # (R, ph, W, C)
+    return np.einsum("rqw,rpwc->rpqc", ax, rows, optimize=True)
 
 
 def _axis_weights(start, length, n_bins, ratio, size):
