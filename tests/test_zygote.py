@@ -132,3 +132,21 @@ def test_a_sandbox_that_cannot_start_says_so(session, monkeypatch):
     session.stop()
     run, _ = _run(IOU, session)
     assert run.status == "failed" and "could not start" in run.message
+
+
+def test_tests_starting_at_once_share_one_view_and_one_uid_pool():
+    """The staged view and the uid pool are made once, however many tests start together
+    (a second view would be removed under the test that uses it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workshop.grading.sandbox import Sandbox
+
+    with Sandbox("userns") as sandbox:
+        with ThreadPoolExecutor(8) as pool:
+            views = list(pool.map(lambda _: sandbox.view, range(8)))
+        assert len({id(v) for v in views}) == 1
+        assert views[0].runner.exists()
+    with Sandbox("root") as sandbox:
+        with ThreadPoolExecutor(8) as pool:
+            uids = list(pool.map(lambda _: sandbox.acquire_uid(), range(64)))
+        assert len(set(uids)) == 64

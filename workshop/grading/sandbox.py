@@ -178,6 +178,8 @@ class Sandbox:
     tmp_mb: int = TMP_MB
     _view: CourseView | None = None
     _uids: UidPool | None = None
+    # tests of one or several learners start at once: one view, one uid pool, made once
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def detect(cls, allow_none: bool = False, hide: list[Path] | None = None) -> Sandbox:
@@ -204,20 +206,23 @@ class Sandbox:
 
     @property
     def view(self) -> CourseView:
-        if self._view is None:
-            self._view = CourseView()
-        return self._view
+        with self._lock:
+            if self._view is None:
+                self._view = CourseView()
+            return self._view
 
     def close(self) -> None:
-        if self._view is not None:
-            self._view.close()
-            self._view = None
+        with self._lock:
+            if self._view is not None:
+                self._view.close()
+                self._view = None
 
     def acquire_uid(self) -> int | None:
         if self.mode != "root":
             return None
-        if self._uids is None:
-            self._uids = UidPool()
+        with self._lock:
+            if self._uids is None:
+                self._uids = UidPool()
         return self._uids.acquire()
 
     def release_uid(self, uid: int | None) -> None:
