@@ -28,7 +28,7 @@ from lab_browser import ARTIFACTS, LabPage, launch, require_browser
 
 from workshop.tools import lab as course_lab
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]   # one browser, in order
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]   # one browser, in order (the class-arrival load test shares the group)
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNER_NOTEBOOKS = sorted(course_lab.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))

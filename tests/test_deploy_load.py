@@ -14,6 +14,9 @@ import psutil
 import pytest
 from class_hub import Hub, prerequisites, public_tmp
 
+# the class's arrival and the browser tests are the suite's heaviest: one after the other, on one
+# worker, so that neither measures the other
+pytestmark = pytest.mark.xdist_group("browser")
 ROOT = Path(__file__).resolve().parents[1]
 LEARNERS = 30
 WITH_TENSORFLOW = 3
