@@ -127,8 +127,7 @@ def roi_pool_tf(feature_map, rois, output_size, spatial_scale):
     Returns: ``(R, ph, pw, C)`` tensor of the feature map's float dtype.
     With a static ``H, W``: the block-maximum table of :func:`roi_pool_numpy`, with every level
     up to ``floor(log2(H))`` (the levels must not depend on the data), then four gathers per bin.
-    Without (a shape-relaxed trace): a masked separable maximum, which XLA fuses into the
-    reductions (the ``(R, pw, H, W, C)`` broadcast is computed, not stored; slower).
+    Without (a shape-relaxed trace): the textbook tier (a masked separable maximum).
     """
     import tensorflow as tf
 
@@ -177,13 +176,10 @@ def roi_pool_tf(feature_map, rois, output_size, spatial_scale):
                 t, l = at(top, left)
                 corners.append(tf.gather_nd(table, tf.stack([a, b, t, l], axis=-1)))
         pooled = tf.reduce_max(tf.stack(corners), axis=0)
-    else:
-        cols, rows = tf.range(width), tf.range(height)
-        in_col = (cols >= w0[..., None]) & (cols < w1[..., None])        # (R, pw, W)
-        in_row = (rows >= h0[..., None]) & (rows < h1[..., None])        # (R, ph, H)
-        low = tf.constant(-np.inf, fm.dtype)
-        colmax = tf.reduce_max(tf.where(in_col[:, :, None, :, None], fm[None, None], low), axis=3)
-        pooled = tf.reduce_max(tf.where(in_row[:, :, None, :, None], colmax[:, None], low), axis=3)
+    else:   # a shape-relaxed trace: the table's levels would depend on the data
+        from ..reference.roi import roi_pool_tf as textbook
+
+        return textbook(feature_map, rois, output_size, spatial_scale)
     return tf.where(empty[..., None], tf.zeros_like(pooled), pooled)
 
 
