@@ -150,3 +150,34 @@ def test_tests_starting_at_once_share_one_view_and_one_uid_pool():
         with ThreadPoolExecutor(8) as pool:
             uids = list(pool.map(lambda _: sandbox.acquire_uid(), range(64)))
         assert len(set(uids)) == 64
+
+
+@pytest.mark.parametrize("attack", [
+    "import os, signal\ndef f(a, b):\n    os.kill(-1, signal.SIGKILL)\n",
+    "import os\ndef f(a, b):\n    os.kill(1, 9)\n    os.kill(os.getppid(), 9)\n",
+    ("import os\ntime = __import__('time')\ndef f(a, b):\n    time.sleep(0.5)\n"
+     "    others = [d for d in os.listdir('/tmp') if d != f't{os.getuid()}']\n"
+     "    assert others, 'no neighbour yet'\n"
+     "    return float(len([os.listdir('/tmp/' + d) for d in others]))\n"),
+], ids=["kills everything it can", "kills the sandbox's init and the zygote",
+        "reads the neighbour's /tmp"])
+def test_an_attack_beside_a_good_answer_costs_the_neighbour_nothing(session, attack):
+    runs = {}
+
+    def grade(name, src):
+        runs[name] = _run(src, session)
+
+    threads = [threading.Thread(target=grade, args=("attack", attack)),
+               threading.Thread(target=grade, args=("good", "import time\ntime.sleep(1)\n" + IOU))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    good, cases = runs["good"]
+    iou = get("iou")
+    assert good.status == "ok", good.message
+    assert all(iou.compare(ran.output, iou.expected(case)) is None
+               for case, ran in zip(cases, good.cases))
+    attack_run, _ = runs["attack"]
+    assert not any(c.status == "ok" for c in attack_run.cases), attack_run
+    assert session.starts == 1
