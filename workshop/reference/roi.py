@@ -318,7 +318,9 @@ def roi_align_numpy(feature_map, rois, output_size, spatial_scale, sampling_rati
     """RoI align (``aligned=True``), vectorized float64: per region ``A_y @ F @ A_x^T``.
 
     Same contract as :func:`roi_align_loops`; no Python loop over regions, bins, samples or
-    pixels.
+    pixels. ``A_y`` (``(ph, H)`` per region) holds the average bilinear weight of each bin's
+    samples on each row of the map, ``A_x`` the same for columns: averaging bilinear reads is
+    linear, so the whole pooling is two matrix products.
     """
     fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
     ratio = check_sampling_ratio(sampling_ratio)
@@ -329,8 +331,9 @@ def roi_align_numpy(feature_map, rois, output_size, spatial_scale, sampling_rati
     length = (boxes[:, 2:] * scale - 0.5) - start
     ay = _axis_weights(start[:, 1], length[:, 1], ph, ratio, height)      # (R, ph, H)
     ax = _axis_weights(start[:, 0], length[:, 0], pw, ratio, width)       # (R, pw, W)
-    rows = np.einsum("rph,hwc->rpwc", ay, fm, optimize=True)              # (R, ph, W, C)
-    return np.einsum("rqw,rpwc->rpqc", ax, rows, optimize=True)
+    rows = ay.reshape(-1, height) @ fm.reshape(height, width * channels)  # (R*ph, W*C)
+    rows = rows.reshape(len(boxes), ph, width, channels)                  # (R, ph, W, C)
+    return ax[:, None] @ rows                      # (R, 1, pw, W) @ (R, ph, W, C) -> (R, ph, pw, C)
 
 
 def _axis_weights(start, length, n_bins, ratio, size):
