@@ -72,9 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m workshop exercises",
                                  description="list the course's exercises by chapter")
     ap.add_argument("chapter", nargs="?", help="one chapter (notebook stem, e.g. 03_iou_nms)")
+    ap.add_argument("--track", help="instead, a track's plan and learner time per chapter "
+                                    "(one-day, two-day, full)")
     args = ap.parse_args(argv)
     try:
-        print(catalogue(args.chapter))
+        if args.track:
+            from .. import tracks
+
+            print(tracks.plan(tracks.get(args.track)))
+        else:
+            print(catalogue(args.chapter))
     except KeyError as err:
         print(err.args[0], file=sys.stderr)
         return 2

@@ -118,6 +118,7 @@ def _ra_random_case(rng: np.random.Generator) -> Case:
 REFERENCE_ANCHORS = register(Exercise(
     name="reference_anchors",
     chapter="04_anchors",
+    minutes={"loops": 10, "numpy": 10, "tf": 10},
     signature="reference_anchors(base_size, aspect_ratios, scales) -> (A, 4)",
     summary="The A = R*S anchors of one cell, centred at (0, 0): ratio = height / width, area kept.",
     tiers={"loops": f"{REF_ANCHORS}:reference_anchors_loops",
@@ -255,6 +256,7 @@ def _ga_benchmarks() -> list[Case]:
 GRID_ANCHORS = register(Exercise(
     name="grid_anchors",
     chapter="04_anchors",
+    minutes={"loops": 15, "numpy": 15, "tf": 15},
     signature="grid_anchors(feature_shape, stride, reference, offset=0.5) -> (H*W*A, 4)",
     summary="Every reference anchor at every feature-map cell, position-major, anchor fastest.",
     tiers={"loops": f"{REF_ANCHORS}:grid_anchors_loops",
@@ -417,6 +419,7 @@ def _coding_benchmarks(kind: str):
 ENCODE = register(Exercise(
     name="encode",
     chapter="04_anchors",
+    minutes={"loops": 10, "numpy": 10, "tf": 10},
     signature="encode(boxes, anchors, weights=(1.0, 1.0, 1.0, 1.0)) -> deltas (N, 4)",
     summary="Box regression targets: centre offsets in anchor sizes, log size ratios, weighted.",
     tiers={"loops": f"{REF_CODING}:encode_loops", "numpy": f"{REF_CODING}:encode_numpy",
@@ -591,6 +594,7 @@ def _de_random_case(rng: np.random.Generator) -> Case:
 DECODE = register(Exercise(
     name="decode",
     chapter="04_anchors",
+    minutes={"loops": 10, "numpy": 10, "tf": 15},
     signature="decode(deltas, anchors, weights=(1.0, 1.0, 1.0, 1.0)) -> boxes (N, 4)",
     summary="Boxes from deltas: undo the weights, shift the centre, exp the size (clamped).",
     tiers={"loops": f"{REF_CODING}:decode_loops", "numpy": f"{REF_CODING}:decode_numpy",

@@ -456,6 +456,7 @@ _NMS_MISTAKES = (
 register(Exercise(
     name="iou",
     chapter=CHAPTER,
+    minutes={"loops": 15, "numpy": 15, "tf": 15},
     signature="iou(boxes1, boxes2) -> (N, M) float64",
     summary="Intersection over union of every pair of xyxy boxes.",
     tiers={"loops": f"{REF}:iou_loops", "numpy": f"{REF}:iou_numpy", "tf": f"{REF}:iou_tf"},
@@ -509,6 +510,8 @@ register(Exercise(
 register(Exercise(
     name="nms",
     chapter=CHAPTER,
+    minutes={"loops": 25, "numpy": 20, "tf": 45},
+    stretch=("tf",),
     signature="nms(boxes, scores, iou_threshold, max_output_size=None, score_threshold=None) -> int64 indices",
     summary="Greedy non-maximum suppression, exactly as tf.image.non_max_suppression.",
     tiers={"loops": f"{REF}:nms_loops", "numpy": f"{REF}:nms_numpy", "tf": f"{REF}:nms_tf"},
@@ -528,6 +531,7 @@ register(Exercise(
 register(Exercise(
     name="batched_nms",
     chapter=CHAPTER,
+    minutes={"loops": 10, "numpy": 15},
     signature=("batched_nms(boxes, scores, classes, iou_threshold, max_output_size=None, "
                "score_threshold=None) -> int64 indices"),
     summary="Class-aware NMS: boxes of different classes never suppress each other.",

@@ -228,6 +228,7 @@ def _pool_benchmarks() -> list[Case]:
 register(Exercise(
     name="conv2d",
     chapter=CHAPTER,
+    minutes={"loops": 25, "numpy": 25, "tf": 10},
     signature="conv2d(x, kernel, stride=1, padding='VALID') -> (Ho, Wo, C_out) float",
     summary="2-D convolution (cross-correlation) with tf.nn.conv2d's layouts, sizes and SAME padding.",
     tiers={"loops": f"{REF}:conv2d_loops", "numpy": f"{REF}:conv2d_numpy", "tf": f"{REF}:conv2d_tf"},
@@ -270,6 +271,7 @@ register(Exercise(
 register(Exercise(
     name="max_pool2d",
     chapter=CHAPTER,
+    minutes={"loops": 10, "numpy": 15, "tf": 10},
     signature="max_pool2d(x, pool_size=2) -> (H // pool_size, W // pool_size, C) float",
     summary="Max over non-overlapping pool_size x pool_size windows, per channel (VALID).",
     tiers={"loops": f"{REF}:max_pool2d_loops", "numpy": f"{REF}:max_pool2d_numpy",

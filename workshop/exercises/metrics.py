@@ -166,6 +166,7 @@ def _ap_benchmarks() -> list[Case]:
 AVERAGE_PRECISION = register(Exercise(
     name="average_precision",
     chapter=CHAPTER,
+    minutes={"loops": 20, "numpy": 15, "tf": 20},
     signature="average_precision(recall, precision, method='coco') -> float",
     summary="Area under a precision-recall curve: VOC2007 11-point, VOC all-point, COCO 101-point.",
     tiers={"loops": f"{REF}:average_precision_loops", "numpy": f"{REF}:average_precision_numpy",
@@ -385,6 +386,8 @@ def _match_benchmarks() -> list[Case]:
 MATCH_DETECTIONS = register(Exercise(
     name="match_detections",
     chapter=CHAPTER,
+    minutes={"loops": 20, "numpy": 20, "tf": 35},
+    stretch=("tf",),
     signature="match_detections(gt_boxes, det_boxes, det_scores, iou_threshold=0.5) -> tp (D,) bool",
     summary="Greedy matching of one image's detections to its objects at one IoU threshold (COCO rule).",
     tiers={"loops": f"{REF}:match_detections_loops", "numpy": f"{REF}:match_detections_numpy",
@@ -548,6 +551,7 @@ def _map_random_case(rng: np.random.Generator) -> Case:
 DETECTION_MAP = register(Exercise(
     name="detection_map",
     chapter=CHAPTER,
+    minutes={"loops": 35, "numpy": 25},
     signature=("detection_map(gt_image, gt_class, gt_boxes, det_image, det_class, det_boxes, det_scores, "
                "num_classes, iou_threshold=0.5) -> mean_ap"),
     summary="mAP at one IoU threshold: per-class AP (COCO matching, 101 points) over images, averaged.",
@@ -710,6 +714,8 @@ def _instance_benchmarks() -> list[Case]:
 INSTANCE_MAP = register(Exercise(
     name="instance_map",
     chapter=CHAPTER,
+    minutes={"loops": 20, "numpy": 20, "tf": 25},
+    stretch=("tf",),
     signature="instance_map(truth, prediction) -> float",
     summary="Data Science Bowl 2018 mAP of IoU between two instance label images (0 = background).",
     tiers={"loops": f"{REF}:instance_map_loops", "numpy": f"{REF}:instance_map_numpy",

@@ -389,6 +389,8 @@ def _pool_benchmarks() -> list[Case]:
 ROI_POOL = register(Exercise(
     name="roi_pool",
     chapter="06_roi_pooling",
+    minutes={"loops": 30, "numpy": 25, "tf": 40},
+    stretch=("tf",),
     signature="roi_pool(feature_map, rois, output_size, spatial_scale)",
     summary="Fast R-CNN RoI max pooling: quantised regions, inclusive widths, C rounding, covering bins.",
     tiers={"loops": f"{REF}:roi_pool_loops", "numpy": f"{REF}:roi_pool_numpy", "tf": f"{REF}:roi_pool_tf"},
@@ -446,6 +448,8 @@ ROI_POOL = register(Exercise(
 ROI_ALIGN = register(Exercise(
     name="roi_align",
     chapter="06_roi_pooling",
+    minutes={"loops": 30, "numpy": 35, "tf": 45},
+    stretch=("tf",),
     signature="roi_align(feature_map, rois, output_size, spatial_scale, sampling_ratio=-1)",
     summary="RoI align (aligned=True): half-pixel shift, bilinear samples averaged per bin, "
             "torchvision's border rule.",

@@ -226,6 +226,8 @@ def _targets_random_case(rng: np.random.Generator) -> Case:
 RPN_TARGETS = register(Exercise(
     name="rpn_targets",
     chapter=CHAPTER,
+    minutes={"loops": 30, "numpy": 25, "tf": 45},
+    stretch=("tf",),
     signature=("rpn_targets(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3, "
                "batch_size=256, positive_fraction=0.5, seed=0) -> (labels (N,), deltas (N, 4))"),
     summary="Label anchors 1/0/-1 by IoU (border anchors ignored, each GT's best anchors positive), "
@@ -460,6 +462,8 @@ def _proposals_benchmarks() -> list[Case]:
 RPN_PROPOSALS = register(Exercise(
     name="rpn_proposals",
     chapter=CHAPTER,
+    minutes={"loops": 25, "numpy": 20, "tf": 35},
+    stretch=("tf",),
     signature=("rpn_proposals(anchors, objectness, deltas, image_shape, pre_nms_top_n=6000, "
                "post_nms_top_n=300, nms_threshold=0.7, min_size=0) -> (boxes (K, 4), scores (K,))"),
     summary="Decode, clip, drop small boxes, keep the best pre_nms_top_n, NMS, keep post_nms_top_n.",
@@ -628,6 +632,7 @@ def _loss_random_case(rng: np.random.Generator) -> Case:
 RPN_LOSS = register(Exercise(
     name="rpn_loss",
     chapter=CHAPTER,
+    minutes={"loops": 15, "numpy": 10, "tf": 15},
     signature=("rpn_loss(objectness, pred_deltas, labels, target_deltas, beta=1/9) "
                "-> (objectness_loss, box_loss)"),
     summary="Binary cross-entropy from the logits on the sampled anchors and smooth L1 on the "

@@ -107,6 +107,8 @@ def _weight_random(rng: np.random.Generator) -> Case:
 UNET_WEIGHT_MAP = register(Exercise(
     name="unet_weight_map",
     chapter=CHAPTER,
+    minutes={"loops": 25, "numpy": 25, "tf": 40},
+    stretch=("tf",),
     signature="unet_weight_map(instance_labels, w0=10.0, sigma=5.0, class_weights=None)",
     summary="The UNet paper's border-aware weight map: balanced class weights plus a "
             "separation term between touching instances.",
@@ -188,6 +190,7 @@ def _cm_random(rng: np.random.Generator) -> Case:
 CONFUSION_MATRIX = register(Exercise(
     name="confusion_matrix",
     chapter=CHAPTER,
+    minutes={"loops": 10, "numpy": 10, "tf": 10},
     signature="confusion_matrix(y_true, y_pred, num_classes)",
     summary="cm[t, p]: how many pixels of true class t were predicted as p.",
     tiers={"loops": f"{REF}:confusion_matrix_loops", "numpy": f"{REF}:confusion_matrix_numpy",
@@ -277,6 +280,7 @@ def _metric_random(rng: np.random.Generator) -> Case:
 SEGMENTATION_METRICS = register(Exercise(
     name="segmentation_metrics",
     chapter=CHAPTER,
+    minutes={"loops": 10, "numpy": 10, "tf": 10},
     signature="segmentation_metrics(cm) -> (pixel_accuracy, iou, dice, mean_iou)",
     summary="Pixel accuracy, per-class IoU and Dice (NaN for absent classes) and mean IoU "
             "from a confusion matrix.",
@@ -400,6 +404,7 @@ def _wce_random(rng: np.random.Generator) -> Case:
 WEIGHTED_CROSS_ENTROPY = register(Exercise(
     name="weighted_cross_entropy",
     chapter=CHAPTER,
+    minutes={"loops": 10, "numpy": 10, "tf": 15},
     signature="weighted_cross_entropy(logits, labels, weights) -> loss",
     summary="The UNet's pixel-weighted loss: softmax cross-entropy per pixel times its weight, "
             "averaged over all pixels.",

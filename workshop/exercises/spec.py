@@ -132,6 +132,11 @@ class Exercise:
     library_tiers: ...except these tiers, whose lesson is calling the library's op correctly
       (chapter 1's TF tier: ``tf.nn.conv2d`` with the batch axis and strides it wants).
     no_loops_over: arguments the numpy tier must not loop over in Python ("make it fast").
+    minutes: tier -> the learner's time for that tier in minutes (reading its explanation,
+      writing it, passing the self-check), for every tier the chapter's notebook grades
+      (tests/test_tracks.py checks both); :mod:`workshop.tracks` adds them up per track.
+    stretch: the tiers that are stretch goals: optional in a workshop track (they count only
+      where the track says so, :class:`workshop.tracks.Track`); every other tier is core.
     """
 
     name: str
@@ -154,6 +159,12 @@ class Exercise:
     answer_calls: tuple[str, ...] = ()
     library_tiers: tuple[str, ...] = ()
     no_loops_over: tuple[str, ...] = ()
+    minutes: dict[str, int] = field(default_factory=dict)
+    stretch: tuple[str, ...] = ()
+
+    def is_stretch(self, tier: str) -> bool:
+        """True when ``tier`` is a stretch goal, not core."""
+        return tier in self.stretch
 
     def tf_dtypes(self, case: Case) -> list[str]:
         """The dtypes the TF tier documents for ``case``'s outputs (see :class:`Output`)."""

@@ -130,6 +130,7 @@ def _benchmarks() -> list[Case]:
 register(Exercise(
     name="nearest_neighbours",
     chapter=CHAPTER,
+    minutes={"loops": 15, "numpy": 10, "tf": 15},
     signature="nearest_neighbours(queries, database, k, exclude=None) -> (Q, k) int indices",
     summary="The k most cosine-similar database embeddings of each query, most similar first.",
     tiers={"loops": f"{REF}:nearest_neighbours_loops", "numpy": f"{REF}:nearest_neighbours_numpy",

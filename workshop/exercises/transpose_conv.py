@@ -183,6 +183,7 @@ def _benchmarks() -> list[Case]:
 CONV2D_TRANSPOSE = register(Exercise(
     name="conv2d_transpose",
     chapter="07_transposed_convolution",
+    minutes={"loops": 25, "numpy": 25, "tf": 35},
     signature=SIGNATURE,
     summary="Transposed convolution with TensorFlow's layouts, output sizes and SAME cropping.",
     tiers={"loops": f"{REF}:conv2d_transpose_loops", "numpy": f"{REF}:conv2d_transpose_numpy",
