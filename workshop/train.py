@@ -9,6 +9,10 @@ CPU in a few minutes per model.
 
 :func:`build_checkpoint` (``./download_checkpoint.sh --build``) retrains every model in a
 subprocess and packs the course checkpoint from what it wrote.
+
+The detector on a data set of your own (COCO or VOC, resumable) is
+``python -m workshop train detector --dataset ...``: :mod:`workshop.toolkit.training`, which
+takes this module's options too.
 """
 
 from __future__ import annotations
@@ -392,31 +396,47 @@ def build_checkpoint(train_dir: str | os.PathLike | None = None, say=print) -> d
     return man
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workshop.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="+", choices=MODELS + ("all",))
-    parser.add_argument("--out", type=Path, default=Path("build/checkpoint"))
-    parser.add_argument("--logs", type=Path, default=Path("logs"), help="TensorBoard log directory")
-    parser.add_argument("--seed", type=int, default=0)
+def build_parser(prog: str = "python -m workshop.train") -> argparse.ArgumentParser:
+    """The options of the synthetic-scene trainer (``workshop.toolkit.training`` adds those of
+    ``train detector --dataset``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", choices=MODELS + ("all",),
+                        help="what to train (all: every model, in the order " + ", ".join(MODELS) + ")")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the weights and figures go (default build/checkpoint)")
+    parser.add_argument("--logs", type=Path, default=None, help="TensorBoard log directory (default logs)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
     parser.add_argument("--tiny", action="store_true", help="a few images and one epoch (tests)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="tf.distribute strategy for the detector: default (one device), mirrored "
                              "(MirroredStrategy: local GPUs / logical CPUs), multiworker "
                              "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG; run on every worker). "
                              "the batch size stays the global batch, split over the replicas")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the synthetic-scene models ``build_parser()`` parsed; 2 for a bad option."""
     names = MODELS if "all" in args.models else tuple(args.models)
+    if args.epochs is not None and args.epochs < 1:
+        print(f"train: --epochs: expected at least 1, got {args.epochs}", file=sys.stderr)
+        return 2
     try:
-        train(names, args.out, tiny=args.tiny, seed=args.seed, logs=args.logs,
-              verbose=0 if args.quiet else 2 if args.tiny else 1, epochs=args.epochs, strategy=args.strategy)
+        train(names, args.out or Path("build/checkpoint"), tiny=args.tiny, seed=args.seed,
+              logs=args.logs or Path("logs"), verbose=0 if args.quiet else 2 if args.tiny else 1,
+              epochs=args.epochs, strategy=args.strategy)
     except ValueError as err:
         if "--strategy" not in str(err) and "replicas" not in str(err):
             raise
         print(f"train: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

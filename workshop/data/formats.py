@@ -136,9 +136,11 @@ def read_coco(source) -> tuple[list[dict], list[dict]]:
         if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                      and math.isfinite(v) for v in bbox):
             raise ValueError(f"{where}: bbox should be four finite numbers [x, y, width, height], got {bbox}")
-        if bbox[2] < 0 or bbox[3] < 0:
-            raise ValueError(f"{where}: bbox {bbox} has a negative width or height (expected xywh)")
         aid = ann.get("id", None)
+        if bbox[2] < 0 or bbox[3] < 0:
+            named = "" if aid is None else f" (annotation id {aid})"
+            raise ValueError(f"{where}{named}: bbox {bbox} has a negative width or height, so x2 < x1 "
+                             "or y2 < y1 (expected xywh)")
         if aid is not None:
             if aid in seen_ann_ids:
                 raise ValueError(f"{where}: duplicate annotation id {aid}")

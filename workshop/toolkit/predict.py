@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detection import Predictor, ToolkitError, load_predictor, parse_classes
+from .detection import Predictor, ToolkitError, class_names_of, load_predictor, parse_classes
 from .media import (
     MediaError,
     VideoReader,
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="OUT.tflite",
                    help="run this TensorFlow Lite model (python -m workshop export) instead of the Keras weights")
     p.add_argument("--checkpoint", metavar="DIR",
-                   help="folder with detector_rpn.weights.h5 and detector_head.weights.h5 (default: the course's checkpoint)")
+                   help="folder with detector_rpn.weights.h5 and detector_head.weights.h5 (default: the course's "
+                        "checkpoint); a folder `workshop train detector --dataset` wrote also gives its classes")
     p.add_argument("--stages", metavar="NOTEBOOK", action="append", default=[],
                    help="use your own stages (anchors, proposals, RoI align, decode, NMS) from this notebook's "
                         "solution cells where they are implemented; repeat for several notebooks. Runs the "
@@ -243,10 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         if not inputs:
             return _fail(f"no images or videos in {', '.join(args.paths)}"
                          + (f" ({len(skipped)} other files skipped)" if skipped else ""))
-        classes = parse_classes(args.classes)
-        from workshop.data.synthetic import CLASS_NAMES
-
-        ids = ids_from_annotations(args.annotations, CLASS_NAMES, classes)
+        class_names = class_names_of(None if args.model else args.checkpoint)
+        classes = parse_classes(args.classes, class_names)
+        ids = ids_from_annotations(args.annotations, class_names, classes)
         output.parent.mkdir(parents=True, exist_ok=True)
         save_dir = Path(args.save_media) if args.save_media else None
         if save_dir is not None:

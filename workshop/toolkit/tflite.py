@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .detection import ToolkitError, checkpoint_dir
+from .detection import DETECTOR_INFO, ToolkitError, checkpoint_dir, checkpoint_info
 
 SIGNATURES = ("rpn", "box_head")
 TRAIN_SEED = 1          # workshop.train.SEEDS["train"]: calibration scenes come from the training split
@@ -164,6 +164,10 @@ def export_tflite(output: str | Path, checkpoint: str | Path | None = None, int8
         raise ToolkitError(f"--calibration: expected 1 to 10000 scenes, got {calibration}")
     out = _writable_target(output)
     weights = checkpoint_dir(checkpoint)
+    if checkpoint_info(weights) is not None:
+        raise ToolkitError(f"--checkpoint {weights}: a detector trained on your own data set (its classes in "
+                           f"{DETECTOR_INFO}); export converts the course's detector only (run it with "
+                           "`workshop predict --checkpoint`)")
     from workshop.course import import_tensorflow, load_detector
 
     import_tensorflow()
