@@ -114,3 +114,50 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+SHAPE_NAMES = ("coin", "tile", "wedge", "plus", "hoop")   # the synthetic classes 1..5, renamed
+SIZES = ((128, 128, 1.0), (96, 128, 2.0), (128, 96, 1.5))  # (height, width) drawn, then scaled by
+
+
+def write_training_set(folder: Path, n: int = 16, seed: int = 0) -> dict:
+    """``n`` synthetic scenes of three sizes (128 x 128, 256 x 192, 144 x 192 pixels: drawn,
+    then enlarged) as PNGs, with the same objects as a COCO file and as a Pascal VOC root.
+
+    Returns ``{"coco": instances.json, "images": folder of the PNGs, "voc": VOC root (Annotations/,
+    JPEGImages/), "scenes": [(file name, (H, W), boxes float (N, 4) xyxy, classes (N,))]}``; the
+    classes are named :data:`SHAPE_NAMES` (COCO category ids 10, 20, ...).
+    """
+    import shutil
+
+    from PIL import Image
+
+    from workshop.data.formats import write_voc
+    from workshop.data.synthetic import make_scene
+
+    images = folder / "images"
+    annotations, jpeg = folder / "voc" / "Annotations", folder / "voc" / "JPEGImages"
+    for d in (images, annotations, jpeg):
+        d.mkdir(parents=True, exist_ok=True)
+    coco = {"images": [], "annotations": [],
+            "categories": [{"id": 10 * (k + 1), "name": name} for k, name in enumerate(SHAPE_NAMES)]}
+    scenes = []
+    for i in range(n):
+        h, w, scale = SIZES[i % len(SIZES)]
+        scene = make_scene((seed, i), image_size=(h, w))
+        H, W = int(round(h * scale)), int(round(w * scale))
+        name = f"scene_{i:03d}.png"
+        Image.fromarray(scene.image).resize((W, H), Image.BILINEAR).save(images / name)
+        shutil.copy(images / name, jpeg / name)
+        boxes = scene.boxes * np.array([W / w, H / h, W / w, H / h])
+        scenes.append((name, (H, W), boxes, scene.classes))
+        coco["images"].append({"id": 100 + i, "file_name": name, "width": W, "height": H})
+        for (x1, y1, x2, y2), c in zip(boxes.tolist(), scene.classes.tolist()):
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": 100 + i,
+                                        "category_id": 10 * int(c), "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                        "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+        write_voc({"file_name": name, "height": H, "width": W, "boxes": boxes,
+                   "names": [SHAPE_NAMES[c - 1] for c in scene.classes]}, annotations / f"scene_{i:03d}.xml")
+    path = folder / "instances.json"
+    path.write_text(json.dumps(coco))
+    return {"coco": path, "images": images, "voc": folder / "voc", "scenes": scenes}

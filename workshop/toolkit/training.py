@@ -414,6 +414,7 @@ def train_on_dataset(opts: Options, say=print) -> dict:
     if val is not None:
         figures = evaluate(detector, val, data.num_classes, voc=data.format == "voc")
         state["figures"] = figures
+        atomic_write_text(opts.out / STATE, json.dumps(state, indent=1) + "\n")
         say(format_figures(figures, data.class_names, len(val.images)))
     else:
         say("no validation split (--val-fraction 0): no mAP to report")
