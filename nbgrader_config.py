@@ -42,9 +42,15 @@ c.Execute.startup_timeout = 120
 
 # autograde: no learner code runs in a kernel; each graded test cell gets the verdict of the
 # sandboxed grader (`workshop grade`'s), see workshop/grading/autograde.py
-from workshop.grading.autograde import autograde_preprocessors  # noqa: E402
+from workshop.grading.autograde import autograde_preprocessors, generate_preprocessors  # noqa: E402
 
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
+
+# the course's track (workshop/tracks.py: one-day, two-day, full), chosen once, before
+# `nbgrader generate_assignment`: what it does not count (stretch tiers, exercises outside it)
+# is released as graded cells worth 0 points, so an assignment's maximum is the track's
+c.Workshop.track = os.environ.get("WORKSHOP_TRACK", "full")
+c.GenerateAssignment.preprocessors = generate_preprocessors()
 # `nbgrader export` writes the grades into the course root, not the current folder
 c.CsvExportPlugin.to = str(ROOT / "grades.csv")
 

@@ -425,6 +425,163 @@ def test_a_helper_import_that_reaches_the_answers_costs_nothing(tmp_path):
     assert res.tests[0].status == "passed", res.tests[0].message
 
 
+# == tracks: what a track does not count is graded, reported, and worth 0 of 0 ===============
+# ps1 plus a tier the one-day track leaves out (confusion_matrix, chapter 8) and a stretch tier
+# of one it holds (nms_tf): worth 6 points in the one-day track, 10 in the full course
+CM_NUMPY = """\
+    t = np.asarray(y_true).reshape(-1).astype(np.int64)
+    p = np.asarray(y_pred).reshape(-1).astype(np.int64)
+    return np.bincount(t * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes)"""
+TRACK_EXTRA = [("confusion_matrix", "numpy", 2.0, "(y_true, y_pred, num_classes)"),
+               ("nms", "tf", 2.0, builder.TESTS[1][3])]
+TRACK_MAX = {"one-day": builder.TOTAL, "full": builder.TOTAL + 4.0}
+CM_WRONG = "    return np.zeros((num_classes, num_classes), dtype=np.int64)"
+# student -> (bodies of the extra tiers, ps1's bodies) and points per track
+TRACK_STUDENTS = {
+    "core": ({}, builder.SOLUTIONS, {"one-day": 6.0, "full": 6.0}),
+    "core_and_more": ({("confusion_matrix", "numpy"): CM_NUMPY}, builder.SOLUTIONS,
+                      {"one-day": 6.0, "full": 8.0}),
+    "wrong_extra": ({("confusion_matrix", "numpy"): CM_WRONG}, builder.SOLUTIONS,
+                    {"one-day": 6.0, "full": 6.0}),
+    "partly": ({("confusion_matrix", "numpy"): CM_NUMPY}, {("iou", "numpy"): builder.IOU_NUMPY},
+               {"one-day": 2.0, "full": 4.0}),
+}
+
+
+def _track_notebook(extra: dict, ps1: dict, solution: bool = False) -> nbformat.NotebookNode:
+    """ps1 with the extra tiers; ``solution``: the instructor's version (markers, full bodies)."""
+    nb = builder.build({k: ps1.get(k, builder.STUB) for k in builder.SOLUTIONS})
+    for ex, tier, points, sig in TRACK_EXTRA:
+        body = extra.get((ex, tier), builder.STUB)
+        cell = nbk.solution_cell(ex, tier, body if solution or (ex, tier) in extra else builder.STUB, sig)
+        if not solution:
+            cell.source = f"def {ex}_{tier}{sig}:\n{body}"
+        nb.cells += [cell, nbk.test_cell(ex, tier, points)]
+    return nb
+
+
+def _grade_cli(subs: Path, solutions: Path, out: Path, *options: str) -> dict:
+    proc = subprocess.run([PY, "-m", "workshop", "grade", str(subs), "--solutions", str(solutions),
+                           "--out", str(out), "--jobs", "2", *options], capture_output=True,
+                          text=True, env=ENV, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return _rows(out / "grades.csv")
+
+
+@pytest.fixture(scope="module")
+def track_class(tmp_path_factory):
+    """The track class graded for the one-day track and for the full course."""
+    require_sandbox()
+    tmp = tmp_path_factory.mktemp("tracks")
+    solutions = tmp / "solutions" / builder.NOTEBOOK
+    solutions.parent.mkdir()
+    nbformat.write(_track_notebook({("confusion_matrix", "numpy"): CM_NUMPY}, builder.SOLUTIONS,
+                                   solution=True), str(solutions))
+    for student, (extra, ps1, _) in TRACK_STUDENTS.items():
+        path = tmp / "subs" / student / builder.NOTEBOOK
+        path.parent.mkdir(parents=True)
+        nbformat.write(_track_notebook(extra, ps1), str(path))
+    graded = {track: (_grade_cli(tmp / "subs", solutions.parent, tmp / track, "--track", track),
+                      tmp / track) for track in ("one-day", "full")}
+    return tmp, graded
+
+
+@pytest.mark.parametrize("track", ["one-day", "full"])
+@pytest.mark.parametrize("student", list(TRACK_STUDENTS))
+def test_a_track_counts_what_it_holds(track_class, track, student):
+    _, graded = track_class
+    rows, _ = graded[track]
+    assert float(rows[student]["total"]) == TRACK_STUDENTS[student][2][track]
+    assert float(rows[student]["max"]) == TRACK_MAX[track]
+
+
+def test_what_a_track_does_not_count_is_graded_and_said(track_class):
+    _, graded = track_class
+    _, out = graded["one-day"]
+    cm = _record(out, "core_and_more", "test_confusion_matrix_numpy")
+    assert (cm["status"], cm["points"], cm["max_points"]) == ("passed", 0, 0)
+    assert cm["optional"] == "not in the one-day track"
+    stretch = _record(out, "core", "test_nms_tf")
+    assert (stretch["status"], stretch["max_points"]) == ("not_implemented", 0)
+    assert stretch["optional"] == "stretch goal"
+    fb = _feedback(out, "core_and_more")
+    assert "Track: one-day" in fb and "**Total: 6 / 6 points**" in fb
+    assert "not in the one-day track, not counted: passed" in fb
+    assert "stretch goal, not counted: not implemented yet" in fb
+    assert "failed" in _feedback(out, "wrong_extra")
+    assert json.loads((out / "run.json").read_text())["track"] == "one-day"
+    # the full course: every test counts, as without --track
+    full = _record(graded["full"][1], "core_and_more", "test_confusion_matrix_numpy")
+    assert (full["points"], full["max_points"], full["optional"]) == (2, 2, "")
+
+
+def test_resume_regrades_for_another_track(track_class):
+    tmp, graded = track_class
+    out = tmp / "resumed"
+    shutil.copytree(graded["full"][1], out)
+    seed = str(json.loads((out / "run.json").read_text())["seed"])
+    rows = _grade_cli(tmp / "subs", tmp / "solutions", out, "--track", "one-day", "--resume",
+                      "--seed", seed)
+    assert {s: float(r["max"]) for s, r in rows.items()} == {s: 6.0 for s in TRACK_STUDENTS}
+
+
+def test_an_unknown_track_is_refused():
+    proc = subprocess.run([PY, "-m", "workshop", "grade", "x.ipynb", "--track", "half-day"],
+                          capture_output=True, text=True, env=ENV, check=False)
+    assert proc.returncode == 2 and "one-day, two-day, full" in proc.stderr
+
+
+@pytest.mark.slow
+def test_nbgrader_pipeline_with_a_track(tmp_path):
+    """The instructor picks the one-day track in nbgrader's configuration: the released
+    assignment is worth the track's 6 points, and nbgrader's autograde gives each submission
+    the total `workshop grade --track one-day` gives."""
+    require_sandbox()
+    course = tmp_path / "course"
+    (course / "solutions").mkdir(parents=True)
+    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    nbformat.write(_track_notebook({("confusion_matrix", "numpy"): CM_NUMPY}, builder.SOLUTIONS,
+                                   solution=True), str(course / "solutions" / builder.NOTEBOOK))
+    env = {**ENV, "WORKSHOP_TRACK": "one-day"}
+    proc = subprocess.run([PY, "-m", "workshop", "release", "--root", str(course), "--solutions",
+                           str(course / "solutions"), "--out", str(course / "notebooks")],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+    def nbgrader(*args):
+        done = subprocess.run([PY, "-m", "nbgrader", *args], cwd=course, capture_output=True,
+                              text=True, env=env, timeout=900, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    nbgrader("generate_assignment", "ps1")
+    nbg = course / "nbgrader"
+    released = nbformat.read(str(nbg / "release" / "ps1" / builder.NOTEBOOK), as_version=4)
+    points = {nbk.nbgrader_meta(c)["grade_id"]: nbk.nbgrader_meta(c)["points"]
+              for c in released.cells if nbk.is_test_cell(c)}
+    assert points == {**builder.POINTS, "test_confusion_matrix_numpy": 0, "test_nms_tf": 0}
+    for student, (extra, ps1, _) in TRACK_STUDENTS.items():
+        dst = nbg / "submitted" / student / "ps1" / builder.NOTEBOOK
+        dst.parent.mkdir(parents=True)
+        nbformat.write(_track_notebook(extra, ps1), str(dst))
+        (dst.parent / "timestamp.txt").write_text("2024-09-17 10:00:00.000000 UTC")
+    nbgrader("autograde", "ps1")
+    nbgrader("export")
+    with open(nbg / "grades.csv", newline="") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    for student, (_, _, want) in TRACK_STUDENTS.items():
+        assert float(rows[student]["raw_score"]) == want["one-day"], (student, rows[student])
+        assert float(rows[student]["max_score"]) == TRACK_MAX["one-day"]
+    ours = _grade_cli(nbg / "submitted", course / "solutions", tmp_path / "results",
+                      "--track", "one-day")
+    assert {s: float(r["total"]) for s, r in ours.items()} == {
+        s: float(r["raw_score"]) for s, r in rows.items()}
+    autograded = nbformat.read(str(nbg / "autograded" / "core_and_more" / "ps1" / builder.NOTEBOOK),
+                               as_version=4)
+    cm_cell = next(c for c in autograded.cells
+                   if nbk.nbgrader_meta(c).get("grade_id") == "test_confusion_matrix_numpy")
+    assert "not in the one-day track, not counted: passed" in cm_cell.outputs[0]["text"]
+
+
 # == what learners write never acts in their feedback, and odd notebooks get clear messages ==
 def test_learner_text_is_inert_in_feedback():
     from html.parser import HTMLParser

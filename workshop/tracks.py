@@ -110,8 +110,7 @@ TWO_DAY = Track(
     stretch_counts=False,
     blocks=(Block("day 1, morning", chapters=("03_iou_nms",)),
             Block("day 1, afternoon", chapters=("04_anchors",), exercises=("rpn_targets",)),
-            Block("day 2, morning", exercises=("rpn_proposals", "rpn_loss"),
-                  chapters=("06_roi_pooling",)),
+            Block("day 2, morning", exercises=("rpn_proposals", "rpn_loss", "roi_pool", "roi_align")),
             Block("day 2, afternoon",
                   exercises=("average_precision", "match_detections", "detection_map"))))
 
@@ -180,6 +179,16 @@ def tier_note(exercise: str, tier: str) -> str:
     extra = "; optional in a workshop" if ex.is_stretch(tier) else ""
     return (f"⏱ `{exercise}_{tier}`: about {ex.minutes[tier]} minutes, {kind} "
             f"(counts in the {where} {plural}{extra})")
+
+
+def stretch_note(exercise: str, tier: str) -> str:
+    """What a stretch tier's self-check adds: where it counts and where it is optional."""
+    counted = [t.name for t in TRACKS.values() if t.counts(exercise, tier)]
+    optional = [t.name for t in TRACKS.values() if t.includes(exercise) and t.name not in counted]
+    text = f"{exercise} [{tier}] is a stretch goal"
+    if optional:
+        text += f": optional in the {' and '.join(optional)} track{'s' if len(optional) > 1 else ''}"
+    return text + f", counted in the {' and '.join(counted)} track{'s' if len(counted) > 1 else ''}."
 
 
 # -- the listing -------------------------------------------------------------------------------

@@ -11,6 +11,13 @@ that follows the course's convention gets, as its output, the verdict of
 ``workshop grade``), and an error output when it failed, so nbgrader's gradebook, formgrader,
 ``generate_feedback`` and ``export`` carry exactly those verdicts.
 
+The course's track (:mod:`workshop.tracks`) is chosen once, in ``nbgrader_config.py``
+(``c.Workshop.track``): :class:`TrackPoints`, the first step of ``generate_assignment``, makes
+the test cells the track does not count (stretch tiers, exercises outside it) graded cells
+worth 0 points. nbgrader keeps each cell's maximum in its gradebook from then on (and
+``OverwriteCells`` puts it back at autograde), so the assignment's maximum is the track's and
+its totals are those of ``workshop grade --track``.
+
 Hidden cases use a secret seed per ``nbgrader autograde`` run (or ``WORKSHOP_GRADING_SEED`` to
 reproduce one), recorded with the student and notebook in ``<course root>/grading-runs.jsonl``
 (readable by its owner only).
@@ -58,11 +65,45 @@ def _record_run(course_root: str, entry: dict) -> None:
         f.write(json.dumps(entry) + "\n")
 
 
+def configured_track(config):
+    """The track ``nbgrader_config.py`` chose (``c.Workshop.track``; default the full course)."""
+    from .. import tracks
+
+    return tracks.get(config.Workshop.get("track") or None)
+
+
+class TrackPoints(NbGraderPreprocessor):
+    """Before nbgrader saves an assignment's cells: a test cell the configured track does not
+    count is worth 0 points (it stays a graded cell, so its verdict reaches the feedback)."""
+
+    def preprocess(self, nb, resources):
+        track = configured_track(self.config)
+        for cell in nbk.code_cells(nb):
+            if not nbk.is_test_cell(cell):
+                continue
+            parsed = nbk.split_id(str(nbk.nbgrader_meta(cell).get("grade_id", ""))[
+                len(nbk.TEST_PREFIX):])
+            if parsed and track.optional_reason(*parsed):
+                cell.metadata["nbgrader"]["points"] = 0
+        return nb, resources
+
+
+def generate_preprocessors() -> list:
+    """nbgrader's own ``generate_assignment`` steps, :class:`TrackPoints` first."""
+    from nbgrader.converters import GenerateAssignment
+
+    return [TrackPoints, *GenerateAssignment.class_traits()["preprocessors"].default()]
+
+
 def _outputs(record) -> list:
     text = (record.verdict or {}).get("report") or ""
     if record.message:
         text = (text + "\n" if text else "") + record.message
     text = text or record.status
+    if record.optional:
+        from .feedback import status_text
+
+        text = f"{status_text(record)} (0 points in this track)\n{text}"
     outs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
     if record.status != "passed":
         outs.append(nbformat.v4.new_output(
@@ -93,14 +134,15 @@ class SandboxedVerdicts(NbGraderPreprocessor):
 
                 result = grade_notebook(path, tests, student, state["expected"], Limits(),
                                         sandbox=state["sandbox"], session=session,
-                                        parallel=tests_at_once(1))
+                                        parallel=tests_at_once(1),
+                                        track=configured_track(self.config))
             finally:
                 if session is not None:
                     session.close()
         _record_run(course_root, {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                   "student": student, "assignment": info.get("assignment"),
                                   "notebook": info.get("notebook"), "seed": state["seed"],
-                                  "sandbox": state["sandbox"].mode,
+                                  "sandbox": state["sandbox"].mode, "track": result.track,
                                   "points": result.total, "max": result.max_total})
         records = {t.grade_id: t for t in result.tests}
         for cell in nbk.code_cells(nb):

@@ -356,12 +356,17 @@ def _show(verdict: Verdict) -> None:
 def grade(name: str, fn: Callable, tier: str | None = None) -> None:
     """A notebook's graded test cell: ``grade("iou", iou_numpy, tier="numpy")``.
 
-    The public self-check (prints "4/4 public checks passed; more checks run at grading").
+    The public self-check (prints "4/4 public checks passed; more checks run at grading"; for
+    a stretch tier, that it is a stretch goal and where it counts).
     In a learner's kernel it never raises; under ``nbgrader validate`` (``NBGRADER_EXECUTION``
     set) it raises ``AssertionError`` with the verdict unless every public case passes. The
     hidden cases run only in the sandboxed grader.
     """
     verdict = check(name, fn, tier=tier, show=False)
     _show(verdict)
+    if tier is not None and get(name).is_stretch(tier):
+        from ..tracks import stretch_note
+
+        print(stretch_note(name, tier))
     if grading_mode() and not verdict.passed:
         raise AssertionError(verdict.report())

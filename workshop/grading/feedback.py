@@ -21,6 +21,17 @@ STATUS_TEXT = {
 }
 
 
+def status_text(t) -> str:
+    """A test's result for the learner; one that does not count in the track says why
+    ("stretch goal, not counted: passed")."""
+    text = STATUS_TEXT.get(t.status, t.status)
+    return f"{t.optional}, not counted: {text}" if t.optional else text
+
+
+def _track_line(sub) -> str:
+    return f"Track: {sub.track}" if sub.track else ""
+
+
 def _verdict_text(t) -> str:
     report = (t.verdict or {}).get("report", "")
     return report if isinstance(report, str) else ""
@@ -48,6 +59,8 @@ def md_block(text: str) -> str:
 
 def render_markdown(sub) -> str:
     lines = [f"# Feedback: {md_text(sub.notebook)}", "", f"Student: {md_text(sub.student)}", ""]
+    if sub.track:
+        lines += [md_text(_track_line(sub)), ""]
     if sub.error:
         lines += ["**This notebook could not be graded.**", "", md_text(sub.error), ""]
         return "\n".join(lines)
@@ -55,10 +68,10 @@ def render_markdown(sub) -> str:
               "| test | points | result |", "|---|---|---|"]
     for t in sub.tests:
         lines.append(f"| {md_text(t.exercise + '_' + t.tier)} | {t.points:g} / "
-                     f"{t.max_points:g} | {md_text(STATUS_TEXT.get(t.status, t.status))} |")
+                     f"{t.max_points:g} | {md_text(status_text(t))} |")
     for t in sub.tests:
         lines += ["", f"## {md_text(t.exercise)} ({md_text(t.tier)}): {t.points:g} / "
-                  f"{t.max_points:g}"]
+                  f"{t.max_points:g}" + (f" ({md_text(t.optional)}, not counted)" if t.optional else "")]
         if t.message:
             lines += ["", md_text(t.message)]
         report = _verdict_text(t)
@@ -71,7 +84,7 @@ def render_markdown(sub) -> str:
 CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto} "
        "table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px 8px} "
        "pre{background:#f6f8fa;padding:8px;white-space:pre-wrap} "
-       ".passed{color:#1a7f37} .bad{color:#cf222e}")
+       ".passed{color:#1a7f37} .bad{color:#cf222e} .optional{color:#57606a}")
 
 
 def render_html(sub) -> str:
@@ -80,6 +93,8 @@ def render_html(sub) -> str:
             f"{esc(sub.notebook)}</title><style>{CSS}</style></head><body>")
     parts = [head, (f"<h1>Feedback: {esc(sub.notebook)}</h1><p>Student: <code>"
                     f"{esc(sub.student)}</code></p>")]
+    if sub.track:
+        parts.append(f"<p>{esc(_track_line(sub))}</p>")
     if sub.error:
         parts.append(f"<p class='bad'><b>This notebook could not be graded.</b></p>"
                      f"<p>{esc(sub.error)}</p></body></html>")
@@ -87,14 +102,15 @@ def render_html(sub) -> str:
     parts.append(f"<p><b>Total: {sub.total:g} / {sub.max_total:g} points</b></p><table>"
                  "<tr><th>test</th><th>points</th><th>result</th></tr>")
     for t in sub.tests:
-        cls = "passed" if t.status == "passed" else "bad"
+        cls = "passed" if t.status == "passed" else "optional" if t.optional else "bad"
         parts.append(f"<tr><td><code>{esc(t.exercise)}_{esc(t.tier)}</code></td><td>"
                      f"{t.points:g} / {t.max_points:g}</td><td class='{cls}'>"
-                     f"{esc(STATUS_TEXT.get(t.status, t.status))}</td></tr>")
+                     f"{esc(status_text(t))}</td></tr>")
     parts.append("</table>")
     for t in sub.tests:
         parts.append(f"<h2>{esc(t.exercise)} ({esc(t.tier)}): {t.points:g} / "
-                     f"{t.max_points:g}</h2>")
+                     f"{t.max_points:g}" + (f" ({esc(t.optional)}, not counted)" if t.optional
+                                            else "") + "</h2>")
         if t.message:
             parts.append(f"<p>{esc(t.message)}</p>")
         report = _verdict_text(t)

@@ -15,7 +15,9 @@ The pipeline, for every submitted notebook:
    reproduce one; recorded in ``run.json`` for the instructor only);
 5. the outputs come back through a capped, checked channel (:mod:`workshop.grading.runner`) and
    are compared here with the registry's ``compare``; a test earns its points when every case
-   passes.
+   passes. With ``--track`` (:mod:`workshop.tracks`; default ``full``, every test counts), a
+   test the track does not count (a stretch tier, an exercise outside it) is graded and
+   reported but worth 0 of 0 points.
 
 Writes (:mod:`workshop.grading.records`, atomically) ``grades.csv``, one JSON record per test
 under ``records/<student>/<notebook>/``, ``run.json`` and per-learner feedback
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import ast
 import hashlib
+import os
 import secrets
 import sys
 import threading
@@ -219,7 +222,7 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
     rec.verdict["report"] = verdict.report()
     rec.diagnoses = verdict.diagnoses
     if verdict.passed:
-        rec.status, rec.points = "passed", test.points
+        rec.status, rec.points = "passed", rec.max_points
     elif verdict.contract:
         rec.status = "contract"
         rec.message = "No points for this exercise: " + "; ".join(verdict.contract) + "."
@@ -238,13 +241,14 @@ def grade_test(nb: dict, test: nbk.GradedTest, rec: TestRecord, expected: Expect
 
 def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expected: Expected,
                    limits: Limits, budget: float = 900.0, sandbox: Sandbox | None = None,
-                   session=None, parallel: int = 1) -> SubmissionResult:
+                   session=None, parallel: int = 1, track=None) -> SubmissionResult:
     """Every test of one submitted notebook; never raises for anything in the notebook.
     ``session``: the learner's warm sandboxed interpreter (:func:`~.zygote.session_for`);
-    ``parallel``: how many of its tests run at once (each in a process of its own)."""
+    ``parallel``: how many of its tests run at once (each in a process of its own);
+    ``track``: a :class:`workshop.tracks.Track`, whose uncounted tests are worth 0 of 0."""
     sandbox = sandbox or Sandbox("none")
     start = time.monotonic()
-    sub = SubmissionResult(student, path.name, str(path))
+    sub = SubmissionResult(student, path.name, str(path), track=track.name if track else "")
     try:
         sub.digest = hashlib.sha256(path.read_bytes()).hexdigest()
         nb = nbk.load(path)
@@ -268,8 +272,10 @@ def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expect
                            "expression nested too deeply?)")
 
     for test in tests:
+        optional = track.optional_reason(test.exercise, test.tier) if track else ""
         sub.tests.append(TestRecord(student, path.name, test.grade_id, test.exercise, test.tier,
-                                    0.0, test.points, "error", sandbox=sandbox.mode))
+                                    0.0, 0.0 if optional else test.points, "error",
+                                    sandbox=sandbox.mode, optional=optional))
     if parallel > 1 and len(tests) > 1:
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             for done in [pool.submit(one, t, r) for t, r in zip(tests, sub.tests)]:
@@ -284,8 +290,6 @@ def grade_notebook(path: Path, tests: list[nbk.GradedTest], student: str, expect
 def tests_at_once(jobs: int) -> int:
     """How many tests of one learner run at once when ``jobs`` learners are graded at once: the
     cores the other learners leave free."""
-    import os
-
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
@@ -320,22 +324,27 @@ def solution_index(solutions: Path) -> dict[str, Path]:
             if ".ipynb_checkpoints" not in f.parts}
 
 
-def _already_graded(out: Path, path: Path, student: str, seed: int) -> SubmissionResult | None:
-    """An earlier run's result for this very file (same digest) and seed, or None."""
+def _already_graded(out: Path, path: Path, student: str, seed: int,
+                    track: str) -> SubmissionResult | None:
+    """An earlier run's result for this very file (same digest), seed and track, or None."""
     try:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
-    return read_submission(out, student, path.name, digest, seed)
+    return read_submission(out, student, path.name, digest, seed, track)
 
 
 def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, jobs: int = 1,
               limits: Limits | None = None, budget: float = 900.0, log=print,
               seed: int | None = None, sandbox: Sandbox | None = None,
-              resume: bool = False) -> list[SubmissionResult]:
+              resume: bool = False, track: str | None = None) -> list[SubmissionResult]:
     """Grade every submission, write ``out/grades.csv``, records and feedback; return results.
-    ``sandbox``: default the strongest available (:class:`SandboxUnavailable` if none)."""
+    ``sandbox``: default the strongest available (:class:`SandboxUnavailable` if none);
+    ``track``: the name of a :mod:`workshop.tracks` track (default: the full course)."""
+    from .. import tracks
     from .feedback import write_feedback
+
+    track_spec = tracks.get(track)
 
     out = Path(out)
     limits = limits or Limits()
@@ -348,7 +357,7 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
     if own_sandbox:
         sandbox = Sandbox.detect(hide=[out, solutions, *map(Path, submissions)])
     write_run(out, {"seed": seed, "sandbox": sandbox.mode, "solutions": str(solutions.resolve()),
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                    "track": track_spec.name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     expected = Expected(seed)
     tests_cache: dict[Path, tuple] = {}
     lock = threading.Lock()
@@ -361,23 +370,23 @@ def grade_all(submissions: list[str], out: Path, solutions: Path | None = None, 
 
     def one(item, session):
         path, student = item
-        done = _already_graded(out, path, student, seed) if resume else None
+        done = _already_graded(out, path, student, seed, track_spec.name) if resume else None
         if done is not None:
             if log:
                 log(f"{student}/{path.name}: {done.total:g}/{done.max_total:g} (kept)")
             return done
         sol = index.get("*") or index.get(path.name)
         if sol is None:
-            res = SubmissionResult(student, path.name, str(path), error=(
+            res = SubmissionResult(student, path.name, str(path), track=track_spec.name, error=(
                 f"no solution notebook named {path.name} under the solutions folder: cannot "
                 "know its tests and points (was the file renamed?)"))
         else:
             tests, warnings = tests_of(sol)
             try:
                 res = grade_notebook(path, tests, student, expected, limits, budget, sandbox,
-                                     session, parallel)
+                                     session, parallel, track_spec)
             except Exception as err:  # a grader bug must not lose the other submissions  # noqa: BLE001
-                res = SubmissionResult(student, path.name, str(path),
+                res = SubmissionResult(student, path.name, str(path), track=track_spec.name,
                                        error=f"internal grader error: {type(err).__name__}: {err}")
             res.warnings += warnings
         write_submission(res, out, seed)
@@ -432,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None,
                     help="the hidden cases' seed (default: a new secret one per run, recorded "
                          "in OUT/run.json); give an earlier run's to reproduce its grades")
+    ap.add_argument("--track", default=os.environ.get("WORKSHOP_TRACK") or "full",
+                    help="the course's track (one-day, two-day, full; default $WORKSHOP_TRACK or "
+                         "full): what it does not count is graded and reported, worth 0 of 0")
     ap.add_argument("--resume", action="store_true",
                     help="keep the grades of submissions an interrupted run already finished")
     ap.add_argument("--no-sandbox", action="store_true",
@@ -445,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--learners", type=int, default=30, help="class size for --bench")
     ap.add_argument("--quiet", "-q", action="store_true")
     a = ap.parse_args(argv)
+    from .. import tracks
+
+    if a.track not in tracks.TRACKS:
+        ap.error(f"no track {a.track!r}; tracks: {', '.join(tracks.TRACKS)}")
     if a.bench:
         from .speed import main as bench
 
@@ -471,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             results = grade_all(a.submissions, Path(a.out),
                                 Path(a.solutions) if a.solutions else None, a.jobs, limits,
                                 a.submission_timeout, log=None if a.quiet else print,
-                                seed=a.seed, sandbox=sandbox, resume=a.resume)
+                                seed=a.seed, sandbox=sandbox, resume=a.resume, track=a.track)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the submissions graded so far are kept in {a.out}; run the same "
               "command with --resume to finish", file=sys.stderr)

@@ -32,6 +32,8 @@ class TestRecord:
     seconds: float = 0.0
     stdout: str = ""     # instructor-only (may contain what the learner printed)
     sandbox: str = ""    # how the learner's code was isolated
+    optional: str = ""   # why it does not count in the track ("stretch goal", "not in the
+                         # one-day track"): graded and reported, worth 0 of 0 points
 
     def learner_view(self) -> dict:
         d = asdict(self)
@@ -49,6 +51,7 @@ class SubmissionResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     digest: str = ""     # sha256 of the graded file (to resume a run)
+    track: str = ""      # the track it was graded for (workshop.tracks)
 
     @property
     def total(self) -> float:
@@ -95,18 +98,20 @@ def write_submission(res: SubmissionResult, out: Path, seed: int) -> None:
             {"student": res.student, "notebook": res.notebook, "error": res.error}, indent=1))
     summary = {"student": res.student, "notebook": res.notebook, "path": res.path,
                "digest": res.digest, "seed": seed, "error": res.error,
-               "warnings": res.warnings, "seconds": res.seconds,
+               "warnings": res.warnings, "seconds": res.seconds, "track": res.track,
                "tests": [t.grade_id for t in res.tests]}
     write_atomic(folder / "_submission.json", json.dumps(summary, indent=1))
 
 
 def read_submission(out: Path, student: str, notebook: str, digest: str,
-                    seed: int) -> SubmissionResult | None:
-    """The records of an earlier, complete grading of the same file with the same seed."""
+                    seed: int, track: str = "") -> SubmissionResult | None:
+    """The records of an earlier, complete grading of the same file with the same seed (and
+    track)."""
     folder = record_folder(out, student, notebook)
     try:
         summary = json.loads((folder / "_submission.json").read_text())
-        if summary.get("digest") != digest or summary.get("seed") != seed:
+        if (summary.get("digest") != digest or summary.get("seed") != seed
+                or summary.get("track", "") != track):
             return None
         names = {f.name for f in fields(TestRecord)}
         tests = []
@@ -117,7 +122,7 @@ def read_submission(out: Path, student: str, notebook: str, digest: str,
         return None
     return SubmissionResult(summary["student"], summary["notebook"], summary["path"], tests,
                             summary.get("error", ""), summary.get("warnings", []),
-                            summary.get("seconds", 0.0), digest)
+                            summary.get("seconds", 0.0), digest, summary.get("track", ""))
 
 
 def write_grades(results: list[SubmissionResult], out: Path) -> None:
