@@ -16,11 +16,16 @@ float32 detector and both TFLite models side by side on the same held-out synthe
 (the test split of ``workshop.train``, ``--scenes N``, default 300: the scenes of the
 checkpoint's own figures), the model size, the CPU latency per image (median over warm
 single-image calls, whole pipeline and networks only) and the COCO mAP and AP50.
+
+``--bench [--quick]``: frames per second of four ways to run the detector on held-out scenes and
+on the shipped photos, and training steps per second on one and two logical CPU devices
+(:mod:`workshop.toolkit.benchmark`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -51,8 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="export float32 and int8 (into a temporary folder) and print size, latency and "
                         "COCO mAP / AP50 of Keras float32, TFLite float32 and TFLite int8 on held-out scenes")
-    p.add_argument("--scenes", type=int, default=300, metavar="N",
-                   help="--report: held-out synthetic scenes to evaluate on (default 300)")
+    p.add_argument("--scenes", type=int, default=None, metavar="N",
+                   help="--report: held-out synthetic scenes to evaluate on (default 300); --bench: to time "
+                        "(default 100)")
+    p.add_argument("--bench", action="store_true",
+                   help="frames per second of Keras, TFLite float32, TFLite int8 and Keras with stages from "
+                        "notebooks on held-out scenes and on the shipped photos, and training steps per second "
+                        "on one and on two logical CPU devices (MirroredStrategy), side by side; a few minutes")
+    p.add_argument("--quick", action="store_true", help="--bench: a handful of images and steps (seconds, for tests)")
+    p.add_argument("--stages", metavar="NOTEBOOK", action="append", default=[],
+                   help="--bench: the notebooks whose stages the last row runs (default the solution notebooks "
+                        "of chapters 3 and 6); repeatable")
     p.add_argument("--latency-images", type=int, default=30, metavar="N",
                    help="--report: single-image calls timed per model, after 3 warm-up calls (default 30)")
     return p
@@ -137,9 +151,20 @@ def format_table(rows: list[dict], scenes: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.bench:
+            from . import benchmark
+
+            sizes = benchmark.QUICK if args.quick else benchmark.Sizes()
+            if args.scenes is not None:
+                sizes = dataclasses.replace(sizes, scenes=args.scenes)
+            if sizes.scenes < 1:
+                raise ToolkitError(f"--scenes: expected at least 1, got {sizes.scenes}")
+            print(benchmark.format_tables(benchmark.bench(args.checkpoint, sizes, args.stages), sizes))
+            return 0
         if args.report:
-            rows = report(args.checkpoint, args.scenes, args.calibration, args.latency_images)
-            print(format_table(rows, args.scenes))
+            scenes = 300 if args.scenes is None else args.scenes
+            rows = report(args.checkpoint, scenes, args.calibration, args.latency_images)
+            print(format_table(rows, scenes))
             if not args.output:
                 return 0
         if not args.tflite:
