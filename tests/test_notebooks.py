@@ -2,6 +2,7 @@
 learner notebook with each exercise reporting "not implemented yet"; notebooks/ is exactly what
 `make release` makes of solutions/, without outputs."""
 
+import ast
 import json
 import os
 import re
@@ -148,3 +149,77 @@ def test_notebooks_make_no_temporary_files_that_outlive_the_kernel(path):
     mkstemp and delete=False files would pile up in /tmp with every run."""
     code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert not re.search(r"mkdtemp|mkstemp|delete\s*=\s*False", code), path.name
+
+
+# -- a workshop day: each tier's time and kind above it, one timing table by default ------------
+TIMING_FLAG = "SHOW_ALL_TIMINGS"
+
+
+@pytest.mark.parametrize("path", [p for p in SOLUTION_PATHS if p.stem not in UNGRADED],
+                         ids=[i for i in IDS if i not in UNGRADED])
+def test_every_tier_shows_its_time_and_kind_from_the_registry(path):
+    """Right above each solution cell, the line `workshop.tracks.tier_note` writes: the
+    registry's minutes, core or stretch, the tracks it counts in."""
+    from workshop.tracks import tier_note
+
+    cells = nbformat.read(path, as_version=4).cells
+    for i, cell in enumerate(cells):
+        gid = nbk.nbgrader_meta(cell).get("grade_id", "")
+        if nbk.is_solution_cell(cell) and nbk.split_id(gid):
+            above = cells[i - 1]
+            assert above.cell_type == "markdown" and above.source == tier_note(*nbk.split_id(gid)), (
+                f"{path.name}: the line above {gid} is not the registry's: regenerate it")
+            assert nbk.nbgrader_meta(above).get("locked"), f"{path.name}: {gid}'s line is not locked"
+
+
+def _timing_calls(tree: ast.AST, guarded: bool = False):
+    """(speed_table call, whether an `if SHOW_ALL_TIMINGS:` guards it) for every call in tree."""
+    for node in ast.iter_child_nodes(tree):
+        inside = guarded or (isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+                             and node.test.id == TIMING_FLAG)
+        if isinstance(node, ast.If) and inside and not guarded:
+            for child in node.body:
+                yield from _timing_calls(ast.Module(body=[child], type_ignores=[]), True)
+            for child in node.orelse:
+                yield from _timing_calls(ast.Module(body=[child], type_ignores=[]), False)
+            continue
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "speed_table":
+            yield node, guarded
+        yield from _timing_calls(node, guarded)
+
+
+def timing_tables(path: Path) -> tuple[int, int, bool]:
+    """(tables that run by default, optional tables, the flag is set to False before them)."""
+    default = optional = 0
+    flag_off = False
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(nbk.strip_magics(cell.source))
+        for node in tree.body:
+            if (isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == [TIMING_FLAG]):
+                flag_off = flag_off or (isinstance(node.value, ast.Constant) and node.value.value is False)
+        for _, guarded in _timing_calls(tree):
+            optional += guarded
+            default += not guarded
+            assert flag_off or default, f"{path.name}: a timing cell before the {TIMING_FLAG} line"
+    return default, optional, flag_off
+
+
+@pytest.mark.parametrize("path", [p for p in SOLUTION_PATHS if p.stem not in UNGRADED],
+                         ids=[i for i in IDS if i not in UNGRADED])
+def test_one_timing_table_runs_by_default(path):
+    """A chapter runs its most telling timing table; the others wait for SHOW_ALL_TIMINGS."""
+    default, optional, flag_off = timing_tables(path)
+    assert default == 1, f"{path.name}: {default} timing tables run by default, not 1"
+    assert optional == 0 or flag_off, f"{path.name}: optional tables but no `{TIMING_FLAG} = False`"
+
+
+def test_the_timing_rule_can_fail(tmp_path):
+    cells = [nbformat.v4.new_code_cell(f"{TIMING_FLAG} = False"),
+             nbformat.v4.new_code_cell("speed_table('iou', {}, ())"),
+             nbformat.v4.new_code_cell(f"if {TIMING_FLAG}:\n    speed_table('iou', {{}}, ())\n"
+                                       "speed_table('nms', {}, ())")]
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    assert timing_tables(path) == (2, 1, True)
