@@ -233,7 +233,7 @@ def test_functions_from_keeps_the_reference_and_says_why(tmp_path, capsys):
         "the reference batched_nms (numpy tier) stays in place",
         "iou_loops: 03_iou_nms.ipynb has no solution cell 'iou_loops'; the reference iou (loops tier) stays in place"]
     assert set(found) == {"nms_numpy", "batched_nms_numpy", "iou_loops"}
-    for name, fn in found.items():
+    for fn in found.values():
         assert is_reference(fn) and whose(fn) == "the reference"
     case = get("nms").cases(public_only=True)[0]
     np.testing.assert_array_equal(found["nms_numpy"](*case.args, **case.kwargs),

@@ -12,10 +12,10 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from traitlets.config import Configurable
 
-from workshop.tools import lab
 from workshop.grading.nbgrader_glue import KERNELSPEC, LANGUAGE_INFO
-from workshop.tools.lab_contents import CourseContentsManager
+from workshop.tools import lab
 from workshop.tools.course_report import NOTEBOOKS, SOLUTIONS, course_notebooks
+from workshop.tools.lab_contents import CourseContentsManager
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNER = ROOT / "deploy" / "jupyter" / "learner"

@@ -115,7 +115,7 @@ TWO_DAY = Track(
                   exercises=("average_precision", "match_detections", "detection_map"))))
 
 FULL = Track(
-    "full", "The full course, self-paced", budget_minutes=25 * 60, stretch_counts=True,
+    "full", "The full course, self-paced", budget_minutes=27 * 60, stretch_counts=True,
     blocks=tuple(Block(f"chapter {stem[:2].lstrip('0')}", chapters=(stem,)) for stem in (
         "01_cnn_basics", "02_transfer_learning", "03_iou_nms", "04_anchors", "05_rpn",
         "06_roi_pooling", "07_transposed_convolution", "08_unet", "09_map",
