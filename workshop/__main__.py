@@ -25,6 +25,8 @@ COMMANDS = {
     "release": ("workshop.grading.nbgrader_glue:main",
                 "write the learner notebooks/ from solutions/ (nbgrader preprocessors)"),
     "course-report": ("workshop.tools.course_report:main", "the course report"),
+    "render": ("workshop.tools.render:main",
+               "the course as HTML pages with every output (learner's view; --with-solutions)"),
     "predict": ("workshop.toolkit.predict:main",
                 "run the detector on images, folders and videos: COCO results JSON, drawn media"),
     "eval": ("workshop.toolkit.evaluate:main",

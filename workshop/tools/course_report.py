@@ -5,7 +5,8 @@
 notebook's wall time and the kernel's peak memory against the budgets (3 minutes and 2 GB per
 notebook, 15 minutes for the course). The tests execute notebooks through :func:`run_notebook`.
 Each kernel gets its own temporary folder (``TMPDIR``), removed afterwards; what a notebook left
-in it after its kernel stopped is reported (a notebook cleans up after itself).
+in it after its kernel stopped is reported (a notebook cleans up after itself). The rendered
+course (:mod:`workshop.tools.render`) runs its notebooks through :func:`run_notebook` too.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class NotebookRun:
     error: str | None = None                  # the first failing cell, or None
     outputs: list[str] = field(default_factory=list)   # text of every code cell's output
     leftovers: list[str] = field(default_factory=list)  # left in the kernel's TMPDIR after it stopped
+    failed_cell: int | None = None            # index (in the notebook's cells) of the failing cell
+    notebook: object = field(default=None, repr=False)  # the executed notebook, with its outputs
 
     @property
     def ok(self) -> bool:
@@ -59,11 +62,14 @@ def _text(outputs) -> str:
     return "".join(parts)
 
 
-def run_notebook(path, timeout: int = 600, env: dict | None = None) -> NotebookRun:
+def run_notebook(path, timeout: int = 600, env: dict | None = None,
+                 scratch_cwd: bool = False) -> NotebookRun:
     """Execute the notebook at ``path`` in a fresh ``python3`` kernel (working directory: its
-    folder) and return the time, the kernel's peak memory, the outputs and what the notebook left
-    in its own temporary folder (``TMPDIR``, removed here) once the kernel stopped; never raises on
-    a failing cell (the first error is reported in ``.error``)."""
+    folder, or with ``scratch_cwd`` its own temporary folder) and return the time, the kernel's
+    peak memory, the outputs, the executed notebook and what the notebook left in its own
+    temporary folder (``TMPDIR``, removed here) once the kernel stopped; never raises on a
+    failing cell (the first error is reported in ``.error``, its index in ``.failed_cell``).
+    The file itself is only read."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
@@ -77,8 +83,11 @@ def run_notebook(path, timeout: int = 600, env: dict | None = None) -> NotebookR
     os.environ.setdefault("MPLBACKEND", "Agg")
     scratch = Path(tempfile.mkdtemp(prefix="workshop-notebook-"))
     kernel_env = {**os.environ, "TMPDIR": str(scratch)}
+    cwd = scratch if scratch_cwd else path.parent
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(cwd)}})
+    started: list[int] = []
+    client.on_cell_start = lambda cell, cell_index: started.append(cell_index)
     error = None
     start = time.perf_counter()
     try:
@@ -104,7 +113,9 @@ def run_notebook(path, timeout: int = 600, env: dict | None = None) -> NotebookR
     for line in outputs[-1].splitlines():
         if line.startswith("__peak_kb__"):
             peak = int(line.split()[1]) / 1024
-    return NotebookRun(path, seconds, peak, error, outputs[:-1], leftovers)
+    failed = started[-1] if error and started and started[-1] < len(nb.cells) - 1 else None
+    nb.cells.pop()   # the peak-memory cell
+    return NotebookRun(path, seconds, peak, error, outputs[:-1], leftovers, failed, nb)
 
 
 def course_notebooks(folder: Path = SOLUTIONS) -> list[Path]:
