@@ -15,7 +15,7 @@ STAMP    := $(VENV)/.installed-$(REQ_HASH)
 BENCH_STAMP := $(VENV)/.bench-installed
 DEPLOY_STAMP := $(VENV)/.deploy-installed-$(shell $(PYTHON) -c "import hashlib;print(hashlib.sha256(open('requirements-deploy.txt','rb').read()).hexdigest()[:16])")
 
-.PHONY: help setup system-deps checkpoint lab test test-fast bench release grade course-report lint clean
+.PHONY: help setup system-deps checkpoint lab test test-fast bench release grade course-report render lint clean
 
 help:
 	@echo "make lab    set up (once) and start JupyterLab on notebooks/  (IP=0.0.0.0 PORT=8888 on a VM)"
@@ -88,6 +88,11 @@ grade: setup
 
 course-report: checkpoint
 	$(BIN)/python -m workshop course-report
+
+# the course as HTML pages with the solution run's outputs, the learner's view, in build/course/
+# (make render ONLY=03,06 WITH_SOLUTIONS=1: some chapters; also the instructor's view)
+render: checkpoint
+	$(BIN)/python -m workshop render $(if $(ONLY),--only $(ONLY)) $(if $(WITH_SOLUTIONS),--with-solutions)
 
 lint: setup
 	$(BIN)/ruff check workshop tests
