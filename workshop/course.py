@@ -308,8 +308,9 @@ def reference_training_stages():
     from .models.detector_training import TrainingStages
 
     return TrainingStages(rpn_targets=get("rpn_targets").tier("numpy"),
-                          iou=get("iou").tier("numpy"), encode=get("encode").tier("numpy"),
-                          roi_align_tf=get("roi_align").tier("tf"))
+                          roi_targets=get("roi_targets").tier("numpy"),
+                          roi_align_tf=get("roi_align").tier("tf"),
+                          rpn_loss=get("rpn_loss").tier("tf"), head_loss=get("head_loss").tier("tf"))
 
 
 def load_detector(directory=None, **replacements: Callable):

@@ -52,7 +52,8 @@ class DetectorConfig:
     rois_per_image: int = 64
     fg_fraction: float = 0.5
     fg_iou: float = 0.5
-    bg_iou: float = 0.5
+    bg_iou: float = 0.5          # background below this IoU...
+    bg_iou_low: float = 0.0      # ...and at or above this one (Fast R-CNN: 0.1)
     pool_size: int = 7
     sampling_ratio: int = 2
     head_units: int = 256

@@ -3,9 +3,11 @@ caller gives) and a Keras model whose ``train_step`` joins the RPN and box-head 
 progress bars, TensorBoard, ModelCheckpoint and EarlyStopping.
 
 Approximate joint training (as in the Faster R-CNN code base): per step, the current RPN's
-proposals are taken as constants, mixed with the ground truths, and sampled into
-``rois_per_image`` regions (at most ``fg_fraction`` foreground); the losses of both stages are
-summed and back-propagated through RoI align into the backbone.
+proposals are taken as constants and ``roi_targets`` samples them, with the ground truths, into
+at most ``rois_per_image`` regions (at most ``fg_fraction`` foreground); the losses of both
+stages (``rpn_loss``, ``head_loss``) are summed and back-propagated through RoI align into the
+backbone. Every one of these steps is a stage the caller gives (:class:`TrainingStages`): the
+course's references, or a learner's own functions.
 """
 
 from __future__ import annotations
@@ -37,14 +39,18 @@ def pad_ground_truth(boxes_list, classes_list, max_gt: int = MAX_GT):
 
 @dataclass
 class TrainingStages:
-    """What a training step computes outside the networks: numpy ``rpn_targets``, ``iou`` and
-    ``encode`` and TensorFlow ``roi_align_tf``, with the signatures of the exercises of the same
-    names (:func:`workshop.course.reference_training_stages` gives the course's)."""
+    """What a training step computes outside the networks, with the signatures of the exercises
+    of the same names: numpy ``rpn_targets`` and ``roi_targets`` (the sampled regions and their
+    targets), TensorFlow ``roi_align_tf``, and the TensorFlow losses ``rpn_loss`` and
+    ``head_loss`` (differentiable: the step takes their gradients).
+    :func:`workshop.course.reference_training_stages` gives the course's; a learner's own
+    replace any of them (``dataclasses.replace(stages, head_loss=head_loss_tf)``)."""
 
     rpn_targets: Callable
-    iou: Callable
-    encode: Callable
+    roi_targets: Callable
     roi_align_tf: Callable
+    rpn_loss: Callable
+    head_loss: Callable
 
 
 class TargetSampler:
@@ -64,7 +70,7 @@ class TargetSampler:
                  per_image_seeds: bool = False):
         self.detector = detector
         self.config = detector.config
-        self.rpn_targets, self.iou, self.encode = stages.rpn_targets, stages.iou, stages.encode
+        self.rpn_targets, self.roi_targets = stages.rpn_targets, stages.roi_targets
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
         self.per_image_seeds = bool(per_image_seeds)
@@ -90,7 +96,8 @@ class TargetSampler:
 
     def __call__(self, objectness, deltas, gt_boxes, gt_classes, image_shape):
         """All numpy. Returns rpn_labels int32 (B, N), rpn_deltas float32 (B, N, 4), rois
-        float32 (B, R, 4), roi_labels int32 (B, R) (0 = background), roi_deltas float32 (B, R, 4)."""
+        float32 (B, R, 4), roi_labels int32 (B, R) (0 = background, -1 = padding), roi_deltas
+        float32 (B, R, 4)."""
         c = self.config
         b = objectness.shape[0]
         h, w = int(image_shape[0]), int(image_shape[1])
@@ -116,39 +123,30 @@ class TargetSampler:
                 anchors, objectness[i].astype(np.float64), deltas[i].astype(np.float64), (h, w),
                 pre_nms_top_n=c.train_pre_nms, post_nms_top_n=c.train_post_nms,
                 nms_threshold=c.rpn_nms_threshold, min_size=c.min_size)
-            candidates = np.concatenate([np.asarray(props, np.float64).reshape(-1, 4), gt], axis=0)
-            rois[i], roi_labels[i], roi_deltas[i] = self._sample(candidates, gt, cls, rng)
+            rois[i], roi_labels[i], roi_deltas[i] = self._sample(
+                np.asarray(props, np.float64).reshape(-1, 4), gt, cls, int(rng.integers(2**31)))
         return rpn_labels, rpn_deltas, rois, roi_labels, roi_deltas
 
-    def _sample(self, candidates, gt, cls, rng):
+    def _sample(self, proposals, gt, cls, seed: int):
+        """``rois_per_image`` regions with their labels and box targets, from ``roi_targets``
+        (the proposals followed by the GT boxes, sampled by priority); fewer sampled ones are
+        padded with unsampled rows (label -1), which the head's loss leaves out."""
         c = self.config
         r = c.rois_per_image
-        if len(gt):
-            overlaps = self.iou(candidates, gt)
-            best = overlaps.argmax(axis=1)
-            best_iou = overlaps[np.arange(len(candidates)), best]
-        else:
-            best = np.zeros(len(candidates), np.int64)
-            best_iou = np.zeros(len(candidates))
-        fg = np.flatnonzero(best_iou >= c.fg_iou)
-        bg = np.flatnonzero(best_iou < c.bg_iou)
-        n_fg = min(len(fg), int(round(r * c.fg_fraction)))
-        fg = rng.permutation(fg)[:n_fg]
-        n_bg = r - n_fg
-        if len(bg) == 0:  # only foreground candidates: fill with more of them
-            bg = rng.choice(np.flatnonzero(best_iou >= 0), n_bg, replace=True)
-            labels_bg = cls[best[bg]]
-        else:
-            bg = rng.choice(bg, n_bg, replace=len(bg) < n_bg)
-            labels_bg = np.zeros(n_bg, np.int64)
-        keep = np.concatenate([fg, bg])
-        labels = np.concatenate([cls[best[fg]] if len(gt) else np.zeros(0, np.int64), labels_bg])
-        boxes = candidates[keep]
-        deltas = np.zeros((r, 4))
-        pos = labels > 0
-        if pos.any():
-            deltas[pos] = self.encode(gt[best[keep[pos]]], boxes[pos], weights=c.box_weights)
-        return boxes, labels, deltas
+        labels, deltas = self.roi_targets(proposals, gt, cls, batch_size=r, fg_fraction=c.fg_fraction,
+                                          fg_iou=c.fg_iou, bg_iou_low=c.bg_iou_low, bg_iou_high=c.bg_iou,
+                                          weights=c.box_weights, seed=seed)
+        labels = np.asarray(labels, np.int64).reshape(-1)
+        deltas = np.asarray(deltas, np.float64).reshape(-1, 4)
+        candidates = np.concatenate([proposals, gt])
+        keep = np.flatnonzero(labels >= 0)[:r]
+        rois = np.zeros((r, 4))
+        roi_labels = np.full(r, -1, np.int64)
+        roi_deltas = np.zeros((r, 4))
+        rois[:len(keep)], roi_labels[:len(keep)], roi_deltas[:len(keep)] = (
+            candidates[keep], labels[keep], deltas[keep])
+        rois[len(keep):] = [0.0, 0.0, float(c.stride), float(c.stride)]   # pooled, then ignored
+        return rois, roi_labels, roi_deltas
 
 
 def build_training_model(detector: TwoStageDetector, stages: TrainingStages, seed: int = 0,
@@ -167,9 +165,7 @@ def build_training_model(detector: TwoStageDetector, stages: TrainingStages, see
     import keras
     import tensorflow as tf
 
-    from .rpn import rpn_loss, smooth_l1
-
-    roi_align_tf = stages.roi_align_tf
+    roi_align_tf, rpn_loss, head_loss = stages.roi_align_tf, stages.rpn_loss, stages.head_loss
     sampler = TargetSampler(detector, stages, seed, per_image_seeds)
     c = detector.config
 
@@ -217,7 +213,8 @@ def build_training_model(detector: TwoStageDetector, stages: TrainingStages, see
             rois = tf.reshape(rois, [-1, r, 4])
             roi_labels = tf.reshape(roi_labels, [-1, r])
             roi_targets = tf.reshape(roi_targets, [-1, r, 4])
-            l_rpn = rpn_loss(objectness, deltas, rpn_labels, rpn_targets)
+            l_obj, l_box = rpn_loss(objectness, deltas, rpn_labels, rpn_targets)
+            l_rpn = l_obj + l_box
             pooled = tf.map_fn(
                 lambda args: roi_align_tf(args[0], tf.cast(args[1], args[0].dtype), (c.pool_size, c.pool_size),
                                           1.0 / c.stride, sampling_ratio=c.sampling_ratio),
@@ -226,14 +223,10 @@ def build_training_model(detector: TwoStageDetector, stages: TrainingStages, see
             pooled = tf.reshape(pooled, [-1, c.pool_size, c.pool_size, features.shape[-1]])
             logits, box_deltas = self.head(pooled, training=training)
             labels = tf.reshape(roi_labels, [-1])
-            cls_loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=True))
-            pos = labels > 0
-            chosen = tf.gather(box_deltas, tf.maximum(labels - 1, 0), batch_dims=1)
-            diff = (chosen - tf.reshape(roi_targets, [-1, 4])) * tf.cast(pos, chosen.dtype)[:, None]
-            box_loss = tf.reduce_sum(smooth_l1(diff)) / tf.cast(tf.size(labels), chosen.dtype)
-            acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
-                                         tf.float32))
+            cls_loss, box_loss = head_loss(logits, box_deltas, labels, tf.reshape(roi_targets, [-1, 4]))
+            sampled = tf.cast(labels >= 0, tf.float32)
+            right = tf.cast(tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32)
+            acc = tf.reduce_sum(right * sampled) / tf.maximum(tf.reduce_sum(sampled), 1.0)
             return l_rpn, cls_loss, box_loss, acc
 
         def _record(self, l_rpn, cls_loss, box_loss, acc):
