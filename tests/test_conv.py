@@ -1,5 +1,6 @@
 """conv2d and max_pool2d: every tier against tf.nn.conv2d / tf.nn.max_pool2d on many geometries,
-the pinned hand-computed values, the errors, and the numpy tier's speed over the loops."""
+the pinned hand-computed values, the errors, and the numpy tier's speed over the loops; and
+max_pool2d_backward against TensorFlow's own gradient (tf.GradientTape), its tie rule included."""
 
 import time
 
@@ -149,3 +150,107 @@ def test_max_pool2d_all_negative_and_errors():
             fn(np.zeros((4, 4, 1)), 0)
         with pytest.raises(ValueError, match="x: expected"):
             fn(np.zeros((4, 4)), 2)
+
+
+# -- max pooling, backward -------------------------------------------------------------------
+POOL_BACKWARDS = {"loops": C.max_pool2d_backward_loops, "numpy": C.max_pool2d_backward_numpy,
+                  "tf": lambda x, g, p=2: C.max_pool2d_backward_tf(tf.constant(x), tf.constant(g), p).numpy()}
+
+
+def _tf_pool_gradient(x, grad_out, p, jit=False):
+    """TensorFlow's own dL/dx for L = sum(max_pool2d(x) * grad_out), by tf.GradientTape."""
+    def gradient(x, g):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.nn.max_pool2d(x[None], p, p, "VALID")[0] * g)
+        return tape.gradient(loss, x)
+    if jit:
+        gradient = tf.function(gradient, jit_compile=True)
+    return gradient(tf.constant(x), tf.constant(grad_out)).numpy()
+
+
+def _pool_problem(seed, shape, p, ties):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, size=shape).astype(np.float64) if ties else rng.normal(size=shape)
+    return x, rng.normal(size=(shape[0] // p, shape[1] // p, shape[2]))
+
+
+POOL_SHAPES = [((4, 4, 1), 2), ((5, 7, 3), 2), ((9, 6, 2), 3), ((3, 3, 1), 1), ((2, 3, 4), 2),
+               ((8, 8, 2), 4), ((7, 5, 1), 3)]
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
+@pytest.mark.parametrize("tier", list(POOL_BACKWARDS))
+@pytest.mark.parametrize("shape, p", POOL_SHAPES)
+def test_max_pool2d_backward_matches_tf_gradient_tape(tier, shape, p, ties):
+    """Every tier is TensorFlow's gradient of tf.nn.max_pool2d, ties and dropped border too."""
+    x, g = _pool_problem(sum(shape) * 7 + p, shape, p, ties)
+    expected = _tf_pool_gradient(x, g, p)
+    np.testing.assert_array_equal(np.asarray(POOL_BACKWARDS[tier](x, g, p)), expected)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "xla"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tensorflow_sends_a_tie_to_the_first_maximum_row_by_row(dtype, jit):
+    """The rule the exercise states is TensorFlow's own on CPU: in [[1, 7], [7, 7]] the gradient
+    goes to (0, 1), the first maximum reading row by row (not (1, 0), the first column by
+    column, nor (1, 1), the last); a flat window sends it to its top-left element."""
+    x = np.array([[1, 7, 5, 5], [7, 7, 5, 5]], dtype)[:, :, None]
+    g = np.array([[3, 5]], dtype)[:, :, None]
+    expected = np.array([[0, 3, 5, 0], [0, 0, 0, 0]], dtype)[:, :, None]
+    np.testing.assert_array_equal(_tf_pool_gradient(x, g, 2, jit=jit), expected)
+    for fn in POOL_BACKWARDS.values():
+        np.testing.assert_array_equal(np.asarray(fn(x, g, 2)), expected)
+
+
+def test_max_pool2d_backward_random_problems_match_tf():
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        p = int(rng.integers(1, 4))
+        shape = (int(rng.integers(p, 10)), int(rng.integers(p, 10)), int(rng.integers(1, 4)))
+        x, g = _pool_problem(int(rng.integers(1 << 30)), shape, p, ties=bool(rng.random() < 0.5))
+        expected = _tf_pool_gradient(x, g, p)
+        for fn in POOL_BACKWARDS.values():
+            np.testing.assert_array_equal(np.asarray(fn(x, g, p)), expected)
+
+
+def test_max_pool2d_backward_tf_keeps_float32_and_compiles():
+    x, g = _pool_problem(3, (7, 9, 3), 3, ties=True)
+    x, g = tf.constant(x, tf.float32), tf.constant(g, tf.float32)
+    out = tf.function(C.max_pool2d_backward_tf, jit_compile=True)(x, g, pool_size=3)
+    assert out.dtype == tf.float32 and out.shape == (7, 9, 3)
+    np.testing.assert_array_equal(out.numpy(), _tf_pool_gradient(x.numpy(), g.numpy(), 3, jit=True))
+
+
+def test_max_pool2d_backward_is_the_forward_pass_derivative():
+    """A centred difference of L = sum(max_pool2d(x) * g) agrees away from ties (no kinks)."""
+    x, g = _pool_problem(4, (5, 6, 2), 2, ties=False)
+    loss = lambda v: float(np.sum(C.max_pool2d_numpy(v, 2) * g))  # noqa: E731
+    numeric = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = 1e-6
+        numeric[idx] = (loss(x + e) - loss(x - e)) / 2e-6
+    np.testing.assert_allclose(C.max_pool2d_backward_numpy(x, g, 2), numeric, atol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [C.max_pool2d_backward_loops, C.max_pool2d_backward_numpy,
+                                C.max_pool2d_backward_tf], ids=["loops", "numpy", "tf"])
+def test_max_pool2d_backward_errors(fn):
+    with pytest.raises(ValueError, match=r"grad_out: expected shape .*\(2, 2, 1\)"):
+        fn(np.zeros((5, 4, 1)), np.zeros((2, 3, 1)), 2)
+    with pytest.raises(ValueError, match="does not fit"):
+        fn(np.zeros((1, 4, 1)), np.zeros((0, 2, 1)), 2)
+    with pytest.raises(ValueError, match="pool_size"):
+        fn(np.zeros((4, 4, 1)), np.zeros((4, 4, 1)), 0)
+
+
+def test_max_pool2d_backward_numpy_is_much_faster_than_loops():
+    x, g = _pool_problem(0, (32, 32, 8), 2, ties=False)
+    t0 = time.perf_counter()
+    C.max_pool2d_backward_loops(x, g, 2)
+    loops = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(10):
+        C.max_pool2d_backward_numpy(x, g, 2)
+    assert (time.perf_counter() - t0) / 10 * 10 < loops

@@ -1,10 +1,15 @@
 """Chapter 01: a convolution and a max pooling by hand (``conv2d``, ``max_pool2d``), with
 TensorFlow's layouts (``x`` ``(H, W, C_in)``, ``kernel`` ``(kh, kw, C_in, C_out)``), output sizes
-and SAME padding split.
+and SAME padding split; and the max pooling's backward pass (``max_pool2d_backward``): the
+upstream gradient routed to each window's first maximum, TensorFlow's rule.
 
 The wrong implementations below are self-contained numpy (the grader hides
-``workshop.reference``): one small cross-correlation and one small pooling, with a switch per
-mistake.
+``workshop.reference``): one small cross-correlation, one small pooling and one small pooling
+gradient, with a switch per mistake.
+
+Length: one chapter's registry in one place: each exercise's cases, benchmarks and every
+declared mistake with its self-contained wrong implementation, read together when an exercise
+changes.
 """
 
 from __future__ import annotations
@@ -120,6 +125,92 @@ def _pool_start_at_zero(x, pool_size=2):
     return _wrong_pool(x, pool_size, start_at_zero=True)
 
 
+def _wrong_pool_backward(x, grad_out, pool_size=2, *, route="first", stride_one=False,
+                         reshape_wrong=False, border_edge=False, ignore_grad=False):
+    """Max pooling's gradient with one switch per mistake. route: "first" (right), "last" (the
+    last of equal maxima), "column" (the first column by column), "ties" (every equal maximum),
+    "window" (every element), "average" (grad / p**2 to every element)."""
+    x, g = np.asarray(x, np.float64), np.asarray(grad_out, np.float64)
+    if ignore_grad:
+        g = np.ones_like(g)
+    p = int(pool_size)
+    h, w, c = x.shape
+    ho, wo = h // p, w // p
+    grad = np.zeros_like(x)
+    if reshape_wrong:
+        win = x[:ho * p, :wo * p].reshape(ho, wo, p * p, c)
+        hot = (np.arange(p * p)[:, None] == win.argmax(axis=2)[:, :, None, :]) * g[:, :, None, :]
+        grad[:ho * p, :wo * p] = hot.reshape(ho * p, wo * p, c)
+        return grad
+    step = 1 if stride_one else p
+    for i in range(ho):
+        for j in range(wo):
+            for k in range(c):
+                win = x[i * step:i * step + p, j * step:j * step + p, k]
+                hot = np.zeros((p, p))
+                if route == "window":
+                    hot[:] = 1.0
+                elif route == "average":
+                    hot[:] = 1.0 / (p * p)
+                elif route == "ties":
+                    hot = (win == win.max()).astype(np.float64)
+                elif route == "column":
+                    b, a = divmod(int(win.T.argmax()), p)
+                    hot[a, b] = 1.0
+                elif route == "last":
+                    a, b = divmod(p * p - 1 - int(win.ravel()[::-1].argmax()), p)
+                    hot[a, b] = 1.0
+                else:
+                    a, b = divmod(int(win.argmax()), p)
+                    hot[a, b] = 1.0
+                grad[i * step:i * step + p, j * step:j * step + p, k] += hot * g[i, j, k]
+    if border_edge and (h > ho * p or w > wo * p):
+        # the dropped rows/columns routed like their nearest window: gradient where they equal its max
+        peak = x[:ho * p, :wo * p].reshape(ho, p, wo, p, c).max(axis=(1, 3))
+        rows, cols = np.minimum(np.arange(h) // p, ho - 1), np.minimum(np.arange(w) // p, wo - 1)
+        near_max, near_g = peak[rows][:, cols], g[rows][:, cols]
+        outside = np.ones((h, w), bool)
+        outside[:ho * p, :wo * p] = False
+        grad += np.where(outside[:, :, None] & (x == near_max), near_g, 0.0)
+    return grad
+
+
+def _pool_back_every_element(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, route="window")
+
+
+def _pool_back_average(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, route="average")
+
+
+def _pool_back_every_tie(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, route="ties")
+
+
+def _pool_back_last_tie(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, route="last")
+
+
+def _pool_back_column_first(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, route="column")
+
+
+def _pool_back_border(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, border_edge=True)
+
+
+def _pool_back_stride_one(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, stride_one=True)
+
+
+def _pool_back_reshape_wrong(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, reshape_wrong=True)
+
+
+def _pool_back_mask_only(x, grad_out, pool_size=2):
+    return _wrong_pool_backward(x, grad_out, pool_size, ignore_grad=True)
+
+
 # ============================================================================================
 # cases
 # ============================================================================================
@@ -222,6 +313,55 @@ def _pool_benchmarks() -> list[Case]:
     return [Case("(64, 64, 32) feature map", (rng.normal(size=(64, 64, 32)),))]
 
 
+def _pool_backward_edge_cases() -> list[Case]:
+    rng = np.random.default_rng(13)
+    relu = np.maximum(rng.normal(size=(4, 6, 2)).round(1), 0.0)   # a ReLU's output: flat zeros
+    relu[0, :2, 0] = 0.0                                            # at least one all-zero window
+    relu[:2, :2, 0] = 0.0
+    distinct = rng.permutation(84).reshape(6, 7, 2) / 10.0          # no two values equal
+    return [
+        Case("pinned: 4x4, the maxima in four different places",
+             (_img([[1, 9, 2, 0], [3, 4, 8, 1], [7, 0, 5, 6], [2, 1, 3, 4]]), _img([[10, 20], [30, 40]])),
+             expected=_img([[0, 10, 0, 0], [0, 0, 20, 0], [30, 0, 0, 40], [0, 0, 0, 0]]),
+             about="window (0, 0) = [[1, 9], [3, 4]]: its max 9 is at (0, 1), so grad_x[0, 1] = 10"),
+        Case("pinned: ties go to the first maximum, row by row",
+             (_img([[5, 5, 1, 7], [5, 5, 7, 7]]), _img([[3, 5]])),
+             expected=_img([[3, 0, 0, 5], [0, 0, 0, 0]]),
+             about="the first of equal maxima reading the window row by row, as TensorFlow's gradient"),
+        Case("pinned: odd size: the dropped row and column get 0",
+             (_img([[1, 2, 9], [4, 3, 9], [4, 0, 9]]), _img([[6]])),
+             expected=_img([[0, 0, 0], [6, 0, 0], [0, 0, 0]]),
+             about="only the 2x2 window at the top-left is pooled: the 9s and the second 4 were never in it"),
+        Case("3x3 windows on a 6x7 image, two channels", (distinct, rng.normal(size=(2, 2, 2)).round(2), 3)),
+        Case("a ReLU's output: windows of equal zeros", (relu, rng.normal(size=(2, 3, 2)).round(2)),
+             about="an all-zero window sends its gradient to its top-left element"),
+        Case("pool_size 1: the gradient passes through", (rng.normal(size=(3, 2, 2)),
+                                                          rng.normal(size=(3, 2, 2)), 1), public=False),
+        Case("window as large as the image", (rng.normal(size=(3, 3, 3)), rng.normal(size=(1, 1, 3)), 3),
+             public=False),
+        Case("2x3 image: the last column is dropped", (rng.normal(size=(2, 3, 1)), rng.normal(size=(1, 1, 1))),
+             public=False),
+        Case("small integers: ties everywhere", (rng.integers(0, 3, size=(7, 8, 2)).astype(np.float64),
+                                                 rng.normal(size=(2, 2, 2)), 3), public=False),
+        Case("ties reaching into the dropped border", (np.ones((5, 5, 2)), rng.normal(size=(2, 2, 2))),
+             public=False, about="every value equal: the top-left of each window, nothing in row 4 / column 4"),
+    ]
+
+
+def _pool_backward_random(rng) -> Case:
+    p = int(rng.choice([2, 2, 3]))
+    h, w = (int(v) for v in rng.integers(p, 10, 2))
+    c = int(rng.integers(1, 4))
+    x = rng.normal(size=(h, w, c))                                  # continuous: no ties
+    grad_out = rng.normal(size=(h // p, w // p, c))
+    return Case("", (x, grad_out) if p == 2 and rng.random() < 0.5 else (x, grad_out, p))
+
+
+def _pool_backward_benchmarks() -> list[Case]:
+    rng = np.random.default_rng(0)
+    return [Case("(64, 64, 32) feature map", (rng.normal(size=(64, 64, 32)), rng.normal(size=(32, 32, 32))))]
+
+
 # ============================================================================================
 # declarations
 # ============================================================================================
@@ -304,4 +444,68 @@ register(Exercise(
                   "tensorflow.raw_ops.MaxPool", "keras.layers.MaxPooling2D", "keras.ops.max_pool",
                   "skimage.measure.block_reduce", "torch.nn.functional.max_pool2d"),
     library_tiers=("tf",),   # the TF tier's lesson: tf.nn.max_pool2d's batch axis and window
+))
+
+register(Exercise(
+    name="max_pool2d_backward",
+    chapter=CHAPTER,
+    minutes={"loops": 15, "numpy": 20, "tf": 20},
+    stretch=("tf",),
+    signature="max_pool2d_backward(x, grad_out, pool_size=2) -> (H, W, C) float",
+    summary="dL/dx of max_pool2d: each window's upstream gradient to its first maximum (row-major, "
+            "TensorFlow's rule), 0 elsewhere.",
+    tiers={"loops": f"{REF}:max_pool2d_backward_loops", "numpy": f"{REF}:max_pool2d_backward_numpy",
+           "tf": f"{REF}:max_pool2d_backward_tf"},
+    edge_cases=_pool_backward_edge_cases,
+    random_case=_pool_backward_random,
+    outputs=(Output("grad_x", "float", rtol=1e-6, atol=1e-6, strict_atol=1e-9),),
+    mistakes=(
+        Mistake("gradient to every element of the window",
+                "Every element of a window gets the window's gradient: only the maximum reached the "
+                "output, so only it moves the loss. Route grad_out[i, j, c] to the position of the "
+                "window's maximum and leave 0 everywhere else.", _pool_back_every_element),
+        Mistake("gradient averaged like average pooling",
+                "You spread each window's gradient evenly (grad / p**2), the backward pass of average "
+                "pooling. Max pooling's output is one element of the window: give that element the "
+                "whole gradient and the others 0.", _pool_back_average),
+        Mistake("gradient to every equal maximum",
+                "When several elements of a window tie for the maximum you give each of them the "
+                "gradient, so the window passes back more than it received. Give it to one: the first "
+                "maximum reading the window row by row (np.argmax of the flattened window), as "
+                "TensorFlow does.", _pool_back_every_tie),
+        Mistake("gradient to the last of equal maxima",
+                "With ties your gradient goes to the last of the equal maxima (a >= comparison while "
+                "scanning?). The rule here, TensorFlow's, is the first one in row-major order: "
+                "replace the running maximum only when a value is strictly larger.", _pool_back_last_tie),
+        Mistake("ties broken column by column",
+                "With ties your gradient goes to the first maximum reading the window column by "
+                "column. Read it row by row (top row first, left to right): flatten each window as "
+                "(p rows, p columns) before np.argmax, e.g. transpose (Ho, p, Wo, p, C) to "
+                "(Ho, Wo, C, p, p).", _pool_back_column_first),
+        Mistake("dropped border not zero",
+                "Elements in the rows/columns the pooling drops (the last H % p rows, W % p columns) "
+                "got gradient: no window covered them, they never reached the output, so their "
+                "gradient is 0. Start from np.zeros_like(x) and fill only x[:Ho * p, :Wo * p].",
+                _pool_back_border),
+        Mistake("windows overlapping (stride 1)",
+                "Your windows start at (i, j) instead of (i * p, j * p): they overlap and miss most "
+                "of the image. Window (i, j) covers rows i*p .. i*p + p - 1 and columns "
+                "j*p .. j*p + p - 1, the same windows as the forward pass.", _pool_back_stride_one),
+        Mistake("windows taken from the wrong axes",
+                "Your windows mix pixels from different places: reshape the cropped x to "
+                "(Ho, p, Wo, p, C) (a window's rows next to its row index), not (Ho, Wo, p*p, C), "
+                "and undo the same reshape/transpose on the way back.", _pool_back_reshape_wrong),
+        Mistake("upstream gradient not used",
+                "You return the mask of maxima (1 where a maximum is): the chain rule multiplies it "
+                "by the upstream gradient, grad_x = mask * grad_out[i, j, c] at each window's "
+                "maximum.", _pool_back_mask_only),
+    ),
+    tf_static=("pool_size",),
+    benchmarks=_pool_backward_benchmarks,
+    answer_calls=("tensorflow.GradientTape", "tensorflow.gradients", "tensorflow.autodiff.ForwardAccumulator",
+                  "tensorflow.raw_ops.MaxPoolGrad", "tensorflow.raw_ops.MaxPoolGradV2",
+                  "tensorflow.raw_ops.MaxPoolGradWithArgmax", "tensorflow.raw_ops.MaxPoolWithArgmax",
+                  "tensorflow.nn.max_pool_with_argmax", "tensorflow.test.compute_gradient",
+                  "jax.grad", "jax.vjp", "torch.autograd.grad", "torch.nn.functional.max_unpool2d"),
+    no_loops_over=("x", "grad_out"),   # the numpy tier: no Python loop over pixels or windows
 ))

@@ -26,6 +26,15 @@ SAME       ``ceil(H / sh)``           ``P = max((Ho - 1) * sh + kh - H, 0)`` row
 Max pooling (:func:`max_pool2d_loops` ...) takes the maximum over non-overlapping
 ``pool_size x pool_size`` windows (stride = ``pool_size``, VALID: a last partial row/column of
 windows is dropped), per channel, exactly as ``tf.nn.max_pool2d(x, pool_size, pool_size, "VALID")``.
+
+Its backward pass (:func:`max_pool2d_backward_loops` ...) takes the upstream gradient
+``grad_out = dL/d out`` ``(H // p, W // p, C)`` to ``grad_x = dL/dx`` ``(H, W, C)``: by the chain
+rule each window's ``grad_out[i, j, c]`` goes to the one element of the window the maximum came
+from, every other element gets 0, and so do the rows and columns the floor dropped. **Ties**
+(several equal maxima in a window): the gradient goes to the *first* of them in row-major order
+(top row first, left to right within a row), which is what TensorFlow's gradient of
+``tf.nn.max_pool2d`` does on CPU, eager and under XLA (tests/test_conv.py checks it against
+``tf.GradientTape``).
 """
 
 from __future__ import annotations
@@ -37,6 +46,9 @@ __all__ = [
     "conv2d_numpy",
     "conv2d_output_size",
     "conv2d_tf",
+    "max_pool2d_backward_loops",
+    "max_pool2d_backward_numpy",
+    "max_pool2d_backward_tf",
     "max_pool2d_loops",
     "max_pool2d_numpy",
     "max_pool2d_tf",
@@ -210,3 +222,84 @@ def max_pool2d_tf(x, pool_size=2):
         _pool_geometry(tuple(x.shape), pool_size)
     p = int(pool_size)
     return tf.nn.max_pool2d(x[None], ksize=p, strides=p, padding="VALID")[0]
+
+
+# -- max pooling, backward -------------------------------------------------------------------
+def _pool_backward_geometry(x_shape, g_shape, pool_size) -> tuple[int, int, int]:
+    ho, wo, p = _pool_geometry(x_shape, pool_size)
+    expected = (ho, wo, x_shape[2])
+    if tuple(g_shape) != expected:
+        raise ValueError(f"grad_out: expected shape (H // p, W // p, C) = {expected} for x of "
+                         f"shape {tuple(x_shape)} and pool_size {p}, got {tuple(g_shape)}")
+    return ho, wo, p
+
+
+def max_pool2d_backward_loops(x, grad_out, pool_size=2) -> np.ndarray:
+    """The gradient of :func:`max_pool2d_loops` with respect to its input, one window at a time.
+
+    Args:
+      x: ``(H, W, C)``, the pooling's input.
+      grad_out: ``(H // p, W // p, C)``, dL/d(output) of the pooling.
+      pool_size: window side and stride ``p`` (int >= 1).
+
+    Returns:
+      float64 ``(H, W, C)``: ``grad_out[i, j, c]`` at the position of window ``(i, j)``'s
+      maximum in channel ``c`` (the first in row-major order when several are equal), 0
+      elsewhere, including the rows and columns no window covers.
+    """
+    x, g = _as_float(x, "x"), _as_float(grad_out, "grad_out")
+    ho, wo, p = _pool_backward_geometry(x.shape, g.shape, pool_size)
+    grad_x = np.zeros_like(x)
+    for i in range(ho):
+        for j in range(wo):
+            for c in range(x.shape[2]):
+                best_a, best_b = 0, 0
+                for a in range(p):
+                    for b in range(p):
+                        if x[i * p + a, j * p + b, c] > x[i * p + best_a, j * p + best_b, c]:
+                            best_a, best_b = a, b          # strictly larger: the first tie stays
+                grad_x[i * p + best_a, j * p + best_b, c] += g[i, j, c]
+    return grad_x
+
+
+def max_pool2d_backward_numpy(x, grad_out, pool_size=2) -> np.ndarray:
+    """The gradient of max pooling without a Python loop over pixels: view the cropped input as
+    windows ``(Ho, Wo, C, p * p)`` (row-major inside a window), ``argmax`` (the first maximum),
+    a one-hot mask times ``grad_out``, back to ``(Ho * p, Wo * p, C)``, in a zero ``(H, W, C)``.
+    Same arguments and result as :func:`max_pool2d_backward_loops`."""
+    x, g = _as_float(x, "x"), _as_float(grad_out, "grad_out")
+    ho, wo, p = _pool_backward_geometry(x.shape, g.shape, pool_size)
+    c = x.shape[2]
+    windows = x[: ho * p, : wo * p].reshape(ho, p, wo, p, c).transpose(0, 2, 4, 1, 3)
+    first_max = windows.reshape(ho, wo, c, p * p).argmax(axis=-1)            # (Ho, Wo, C)
+    routed = (np.arange(p * p) == first_max[..., None]) * g[..., None]        # (Ho, Wo, C, p*p)
+    grad_x = np.zeros_like(x)
+    grad_x[: ho * p, : wo * p] = (routed.reshape(ho, wo, c, p, p).transpose(0, 3, 1, 4, 2)
+                                  .reshape(ho * p, wo * p, c))
+    return grad_x
+
+
+def max_pool2d_backward_tf(x, grad_out, pool_size=2):
+    """The gradient of max pooling in TensorFlow, without differentiating anything: a mask of
+    each window's first maximum (equal to the window's max, and a running count of such
+    elements, ``tf.cumsum`` in row-major order, equal to 1) times ``grad_out``, back to the
+    cropped shape, then ``tf.pad`` with zeros to ``(H, W, C)``. Tensors in and out, ``x``'s float
+    dtype; ``pool_size`` stays a Python int. Works under ``tf.function(jit_compile=True)``."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        x = tf.cast(x, tf.float32)
+    g = tf.cast(tf.convert_to_tensor(grad_out), x.dtype)
+    p = int(pool_size)
+    if None not in x.shape and None not in g.shape:    # validate exactly as the numpy tiers
+        _pool_backward_geometry(tuple(x.shape), tuple(g.shape), p)
+    h, w, c = tf.unstack(tf.shape(x))
+    ho, wo = h // p, w // p
+    windows = tf.reshape(x[: ho * p, : wo * p], (ho, p, wo, p, c))
+    windows = tf.reshape(tf.transpose(windows, (0, 2, 4, 1, 3)), (ho, wo, c, p * p))
+    is_max = tf.cast(windows == tf.reduce_max(windows, axis=-1, keepdims=True), tf.int32)
+    first = tf.cast((is_max == 1) & (tf.cumsum(is_max, axis=-1) == 1), x.dtype)
+    routed = tf.reshape(first * g[..., None], (ho, wo, c, p, p))
+    cropped = tf.reshape(tf.transpose(routed, (0, 3, 1, 4, 2)), (ho * p, wo * p, c))
+    return tf.pad(cropped, [[0, h - ho * p], [0, w - wo * p], [0, 0]])
