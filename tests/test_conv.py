@@ -246,11 +246,14 @@ def test_max_pool2d_backward_errors(fn):
 
 
 def test_max_pool2d_backward_numpy_is_much_faster_than_loops():
-    x, g = _pool_problem(0, (32, 32, 8), 2, ties=False)
-    t0 = time.perf_counter()
-    C.max_pool2d_backward_loops(x, g, 2)
-    loops = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(10):
-        C.max_pool2d_backward_numpy(x, g, 2)
-    assert (time.perf_counter() - t0) / 10 * 10 < loops
+    x, g = _pool_problem(0, (64, 64, 16), 2, ties=False)
+
+    def best_of_three(fn):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn(x, g, 2)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    assert best_of_three(C.max_pool2d_backward_numpy) * 5 < best_of_three(C.max_pool2d_backward_loops)
