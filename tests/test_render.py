@@ -41,8 +41,13 @@ def _text(page: str) -> str:
 
 def _solution_regions(stem: str) -> list[tuple[str, list[str]]]:
     """(grade_id, the telling lines of its solution region) for each solution cell of a chapter:
-    stripped lines of 8 characters or more that the learner notebook does not contain."""
-    learner = "\n".join(c.source for c in nbformat.read(NOTEBOOKS / f"{stem}.ipynb", as_version=4).cells)
+    stripped lines of 8 characters or more that the learner notebook does not show (in its
+    sources, or as nbconvert renders it: a hint in the text like "return `x`" is no leak)."""
+    from nbconvert import HTMLExporter
+
+    path = NOTEBOOKS / f"{stem}.ipynb"
+    sources = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+    learner = sources + _text(HTMLExporter().from_filename(str(path))[0])
     regions = []
     for cell in nbformat.read(SOLUTIONS / f"{stem}.ipynb", as_version=4).cells:
         src = cell.source
@@ -164,8 +169,9 @@ def _course(folder: Path, notebooks: dict[str, list]) -> Path:
 
 def _double(then: str = "") -> list:
     code = nbformat.v4.new_code_cell
-    return [nbk.solution_cell("double", "loops", "    return [v * 2 for v in values]  # each doubled",
-                              "(values)", doc="Twice each value."),
+    return [nbformat.v4.new_markdown_cell("Double each value, then return `list(twice)`."),
+            nbk.solution_cell("double", "loops", "    twice = [v * 2 for v in values]  # each doubled\n"
+                              "    return list(twice)", "(values)", doc="Twice each value."),
             code("print('doubled:', double_loops([1, 2]))"),
             code("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
                  "from IPython.display import display\nfig = plt.figure(figsize=(1, 1))\n"
@@ -187,12 +193,13 @@ def test_a_failing_or_leaking_chapter_is_reported_and_the_others_still_render(tm
     assert code == 1
     log = captured.out
     assert re.search(r"02_broken\s+[\d.]+ s\s+FAILED", log)
-    assert "failed at cell 5 of 5: raise RuntimeError" in log and "the data set is missing" in log
+    assert "failed at cell 6 of 6: raise RuntimeError" in log and "the data set is missing" in log
     assert re.search(r"03_leaky\s+[\d.]+ s\s+FAILED", log)
     assert "would show solution code" in log and "each doubled" in log
     assert "02_broken" in captured.err and "03_leaky" in captured.err
     fine = _text((out / "01_fine.html").read_text())
     assert "doubled: [2, 4]" in fine and "raise NotImplementedError()" in fine and "each doubled" not in fine
+    assert "return list(twice)" in fine   # the hint, which the learner notebook shows too
     assert "each doubled" in _text((out / "instructor" / "01_fine.solutions.html").read_text())
     assert "data:image/png;base64," in (out / "01_fine.html").read_text()
     assert sorted(p.name for p in out.glob("*.html")) == ["01_fine.html", "index.html"]

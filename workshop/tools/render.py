@@ -11,7 +11,8 @@ of its own), and writes one page per chapter and an index into ``DIR`` (default
   docstring and ``raise NotImplementedError()``) and no output, every graded test cell shows a
   note instead of its verdict, and every other cell its source and the outputs of the run
   (figures, tables, printed numbers). Before a page is written it is checked: no line of a
-  solution region that the learner notebook does not show anyway may appear in it.
+  solution region may appear in it unless the learner notebook shows it anyway (a hint in the
+  text, say).
 * with ``--with-solutions``, also ``DIR/instructor/index.html`` and
   ``DIR/instructor/NN_name.solutions.html``, the **instructor's view** (solution code and
   verdicts shown), each page saying so at its top. Not for learners.
@@ -343,8 +344,10 @@ def render_chapter(chapter: Chapter, out: Path, all_chapters: list[Chapter],
                         f"failed at {_failing_cell(run)}\n{run.error}")
     try:
         learner = learner_notebook(chapter.path)
-        leaks = solution_lines(run.notebook, learner)
         exporter = exporter or _exporter()
+        # what the learner notebook shows anyway (its sources, rendered, with no output)
+        shown_anyway = page_text(to_html(learner, chapter.title, [], "", False, exporter))
+        leaks = {ln for ln in solution_lines(run.notebook, learner) if ln not in shown_anyway}
         order = [c.stem for c in all_chapters]
         i = order.index(chapter.stem)
         for path, instructor in pages:
