@@ -1,10 +1,13 @@
 """Transposed convolution: the three tiers against tf.nn.conv2d_transpose and Keras'
-Conv2DTranspose, TensorFlow's accepted output sizes, the lecture's example and its matrix view."""
+Conv2DTranspose, TensorFlow's accepted output sizes, the lecture's example and its matrix view;
+the FCN's bilinear kernel against bilinear interpolation (tf.image.resize's half-pixel centres)."""
 
 import numpy as np
 import pytest
 
 from workshop.reference.transpose_conv import (
+    bilinear_kernel_loops,
+    bilinear_kernel_numpy,
     conv2d_transpose_builtin,
     conv2d_transpose_loops,
     conv2d_transpose_numpy,
@@ -167,3 +170,89 @@ def test_tf_tier_is_not_the_builtin():
     ops = {op.type for op in graph.get_operations()}
     assert "Conv2D" in ops
     assert not ops & {"Conv2DBackpropInput", "Conv2DBackpropInputV2"}
+
+
+# -- the FCN's bilinear kernel -------------------------------------------------------------------
+BILINEAR = [bilinear_kernel_loops, bilinear_kernel_numpy]
+BILINEAR_IDS = ["loops", "numpy"]
+
+
+def _fcn_upsample_filt(size):
+    """The FCN reference implementation's formula (surgery.upsample_filt), for one channel."""
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    og = np.ogrid[:size, :size]
+    return (1 - abs(og[0] - center) / factor) * (1 - abs(og[1] - center) / factor)
+
+
+@pytest.mark.parametrize("tier", BILINEAR, ids=BILINEAR_IDS)
+@pytest.mark.parametrize("factor", [1, 2, 3, 4, 5, 8])
+def test_bilinear_kernel_is_the_fcns(tier, factor):
+    """k = 2f - f % 2 taps, the FCN's weights on the diagonal channel pairs, zeros elsewhere."""
+    kernel = tier(factor, 3)
+    size = 2 * factor - factor % 2
+    assert kernel.shape == (size, size, 3, 3) and kernel.dtype == np.float64
+    for o in range(3):
+        for c in range(3):
+            want = _fcn_upsample_filt(size) if o == c else np.zeros((size, size))
+            np.testing.assert_allclose(kernel[:, :, o, c], want, atol=1e-12)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4, 5, 8])
+def test_bilinear_kernel_weights_reaching_each_output_pixel_sum_to_one(factor):
+    """The taps (a + m*f, b + n*f) reach the same output pixel: they sum to 1, the kernel to f**2."""
+    kernel = bilinear_kernel_numpy(factor, 1)[:, :, 0, 0]
+    for a in range(factor):
+        for b in range(factor):
+            assert kernel[a::factor, b::factor].sum() == pytest.approx(1.0)
+    assert kernel.sum() == pytest.approx(factor ** 2)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4, 5, 8])
+def test_bilinear_kernel_upsamples_like_tf_image_resize_inside(factor):
+    """SAME, stride f: bilinear interpolation with half-pixel centres (tf.image.resize's) away
+    from the f // 2 border rows and columns (zeros beyond the image there, not the edge pixel);
+    align_corners' interpolation it is not."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(factor)
+    h, w, c = 6, 5, 2
+    x = rng.normal(size=(1, h, w, c))
+    up = tf.nn.conv2d_transpose(x, bilinear_kernel_numpy(factor, c), (1, h * factor, w * factor, c),
+                                factor, "SAME").numpy()
+    resized = tf.image.resize(x, (h * factor, w * factor), "bilinear").numpy()
+    border = factor // 2
+    inside = (slice(None), slice(border, h * factor - border), slice(border, w * factor - border))
+    np.testing.assert_allclose(up[inside], resized[inside], atol=1e-5)
+    if factor > 1:
+        assert np.abs(up - resized).max() > 0.01              # the border differs
+        corners = tf.compat.v1.image.resize_bilinear(x, (h * factor, w * factor), align_corners=True)
+        assert np.abs(up[inside] - corners.numpy()[inside]).max() > 0.01
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8])
+def test_bilinear_kernel_in_keras_and_with_explicit_padding(factor):
+    """Keras' Conv2DTranspose(padding="same") loaded with it is the same upsampling, and so is
+    the explicit-padding form with p = f // 2, output_padding 0: out = (H-1)*f - 2p + k = H*f."""
+    import keras
+
+    rng = np.random.default_rng(10 + factor)
+    x = rng.normal(size=(1, 4, 5, 3))
+    kernel = bilinear_kernel_numpy(factor, 3)
+    layer = keras.layers.Conv2DTranspose(3, kernel.shape[0], strides=factor, padding="same",
+                                         use_bias=False, dtype="float64")
+    layer.build(x.shape)
+    layer.set_weights([kernel])
+    same = conv2d_transpose_numpy(x, kernel, factor, "SAME")
+    np.testing.assert_allclose(np.asarray(layer(x)), same, atol=1e-9)
+    p = factor // 2
+    full = conv2d_transpose_numpy(x, kernel, factor, "VALID")
+    assert full.shape[1] - 2 * p == 4 * factor
+    np.testing.assert_allclose(full[:, p:p + 4 * factor, p:p + 5 * factor], same, atol=1e-12)
+
+
+@pytest.mark.parametrize("tier", BILINEAR, ids=BILINEAR_IDS)
+@pytest.mark.parametrize("args", [(0, 1), (2, 0), (2.0, 1), (True, 1), (2, "3")])
+def test_bilinear_kernel_bad_arguments_raise(tier, args):
+    with pytest.raises(ValueError, match="positive int"):
+        tier(*args)

@@ -30,6 +30,11 @@ with ``P = max((H-1)*sh + kh - Ho, 0)``: SAME crops ``P // 2`` rows at the top a
 (the extra padded row goes at the bottom). Columns likewise. The defaults are those of
 ``keras.layers.Conv2DTranspose`` (``output_padding=None``); ``tf.nn.conv2d_transpose`` itself
 has no default. Rows of an explicit VALID ``Ho`` beyond ``full`` are zeros.
+
+``bilinear_kernel`` is the FCN's initialisation of an upsampling layer (Long, Shelhamer &
+Darrell, 2015): the kernel with which a stride-``f`` ``SAME`` transposed convolution *is*
+bilinear interpolation by ``f`` (half-pixel centres, as ``tf.image.resize(..., "bilinear")``),
+away from the border, where the missing neighbours count as zeros.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "bilinear_kernel_loops",
+    "bilinear_kernel_numpy",
     "conv2d_transpose_builtin",
     "conv2d_transpose_loops",
     "conv2d_transpose_numpy",
@@ -268,6 +275,50 @@ def conv2d_transpose_tf(x, kernel, strides=1, padding="VALID", output_shape=None
     flipped = tf.transpose(tf.reverse(kernel, axis=[0, 1]), [0, 1, 3, 2])
     out = tf.nn.conv2d(up, flipped, strides=1, padding="VALID")
     return tf.reshape(out, tf.concat([lead, tf.stack([out_h, out_w, c_out])], axis=0))
+
+
+# -- the FCN's bilinear initialisation -------------------------------------------------------
+def _bilinear_args(factor, channels) -> tuple[int, int]:
+    for name, value in (("factor", factor), ("channels", channels)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return int(factor), int(channels)
+
+
+def bilinear_kernel_loops(factor, channels) -> np.ndarray:
+    """The FCN's bilinear upsampling kernel, tap by tap and channel by channel.
+
+    Args:
+      factor: int >= 1, the upsampling factor (the transposed convolution's stride).
+      channels: int >= 1, C_in = C_out (one class score map in, the same one out).
+
+    Returns:
+      float64 ``(k, k, channels, channels)``, TensorFlow's ``(kh, kw, C_out, C_in)`` layout, with
+      ``k = 2*factor - factor % 2`` and centre ``c = (k - 1) / 2`` (``factor - 1`` for odd ``k``,
+      ``factor - 0.5`` for even ``k``): ``kernel[i, j, o, o] = (1 - |i - c| / factor) *
+      (1 - |j - c| / factor)`` and ``kernel[i, j, o, c] = 0`` for ``o != c`` (each channel
+      upsampled on its own).
+    """
+    factor, channels = _bilinear_args(factor, channels)
+    size = 2 * factor - factor % 2
+    centre = factor - 1 if size % 2 == 1 else factor - 0.5
+    kernel = np.zeros((size, size, channels, channels))
+    for i in range(size):
+        for j in range(size):
+            weight = (1 - abs(i - centre) / factor) * (1 - abs(j - centre) / factor)
+            for o in range(channels):
+                kernel[i, j, o, o] = weight
+    return kernel
+
+
+def bilinear_kernel_numpy(factor, channels) -> np.ndarray:
+    """The FCN's bilinear upsampling kernel: the outer product of the 1-D tent
+    ``1 - |arange(k) - c| / factor`` with itself, times the identity over the channels. Same
+    arguments and result as :func:`bilinear_kernel_loops`."""
+    factor, channels = _bilinear_args(factor, channels)
+    size = 2 * factor - factor % 2
+    tent = 1 - np.abs(np.arange(size) - (size - 1) / 2) / factor
+    return np.multiply.outer(np.outer(tent, tent), np.eye(channels))
 
 
 # -- the lecture's view: the convolution as a matrix -----------------------------------------
