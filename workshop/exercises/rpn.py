@@ -62,7 +62,8 @@ def _targets(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3,
              positive_fraction=0.5, seed=0, *, strict=False, no_best=False, single_best=False,
              no_border=False, zero_best=False, best_all=False, all_deltas=False, reversed_encode=False,
              no_sampling=False, index_order=False, no_topup=False, negative_inclusive=False,
-             negatives_last=False, touching_outside=False, shape_swapped=False, deltas_unsampled=False):
+             negatives_last=False, touching_outside=False, shape_swapped=False, deltas_unsampled=False,
+             labels_only=False):
     a = np.asarray(anchors, np.float64).reshape(-1, 4)
     g = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
     H, W = float(image_shape[0]), float(image_shape[1])
@@ -99,6 +100,8 @@ def _targets(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3,
         labels[inside & (above | is_best)] = 1
         if negatives_last:
             labels[inside & below] = 0
+    if labels_only:                      # label_anchors: before the sampling
+        return labels, matched.astype(np.int64)
     unsampled = np.flatnonzero(labels == 1)
     if not no_sampling:
         rank = np.arange(n) if index_order else _priority(n, seed)

@@ -40,6 +40,12 @@ rpn_loss(objectness, pred_deltas, labels, target_deltas, beta=1/9)
 
 Validation: malformed boxes raise ValueError naming the row; thresholds outside their range,
 ``negative_iou > positive_iou``, negative sizes or a non-positive image shape raise ValueError.
+
+The two steps of ``rpn_targets`` are exercises of their own: ``label_anchors`` (rules 1-4, the
+labels before sampling and each anchor's GT) and ``subsample_labels`` (rule 5).
+
+Length: chapter 5's answers (the targets and their two steps, the proposals, the loss) in the
+tiers a learner compares with, sharing one set of argument checks.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ import numpy as np
 from ..conventions import as_boxes, as_scores
 
 __all__ = [
+    "label_anchors_loops",
+    "label_anchors_numpy",
+    "subsample_labels_loops",
+    "subsample_labels_numpy",
     "rpn_loss_loops",
     "rpn_loss_numpy",
     "rpn_loss_tf",
@@ -98,6 +108,11 @@ def _target_args(anchors, gt_boxes, image_shape, positive_iou, negative_iou, bat
         raise ValueError(f"positive_iou must be in (0, 1], got {positive_iou}")
     if not 0.0 <= neg <= pos:
         raise ValueError(f"negative_iou must be in [0, positive_iou={pos}], got {negative_iou}")
+    return (a, g, H, W, pos, neg, *_sampling_args(batch_size, positive_fraction, seed))
+
+
+def _sampling_args(batch_size, positive_fraction, seed) -> tuple[int, int, int]:
+    """``(batch_size, max_positives, seed)`` as ints, checked."""
     if int(batch_size) != batch_size or batch_size < 0:
         raise ValueError(f"batch_size must be an integer >= 0, got {batch_size}")
     frac = float(positive_fraction)
@@ -105,8 +120,7 @@ def _target_args(anchors, gt_boxes, image_shape, positive_iou, negative_iou, bat
         raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
     if int(seed) != seed:
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    max_pos = int(int(batch_size) * frac)
-    return a, g, H, W, pos, neg, int(batch_size), max_pos, int(seed)
+    return int(batch_size), int(int(batch_size) * frac), int(seed)
 
 
 def _priority(n, seed):
@@ -118,9 +132,107 @@ def _priority(n, seed):
 # ============================================================================================
 # rpn_targets
 # ============================================================================================
+def label_anchors_loops(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3):
+    """Rules 1-4 of :func:`rpn_targets_loops`, anchor by anchor: the labels before sampling.
+
+    Args: anchors ``(N, 4)`` xyxy; gt_boxes ``(M, 4)`` xyxy, M may be 0; image_shape
+      ``(height, width)``; positive_iou, negative_iou the IoU thresholds.
+    Returns: labels int64 ``(N,)`` in {1, 0, -1}; matched int64 ``(N,)``, each anchor's first GT
+      of largest IoU (0 when there is no GT).
+    """
+    from .boxes import iou_loops
+
+    a, g, H, W, pos_thr, neg_thr, *_ = _target_args(anchors, gt_boxes, image_shape, positive_iou,
+                                                     negative_iou, 0, 0.5, 0)
+    n, m = a.shape[0], g.shape[0]
+    iou = iou_loops(a, g).tolist()
+    inside = [x1 >= 0 and y1 >= 0 and x2 <= W and y2 <= H for x1, y1, x2, y2 in a.tolist()]
+    best = [0.0] * m                           # each GT's best IoU over the inside anchors
+    for i in range(n):
+        if inside[i]:
+            for j in range(m):
+                best[j] = max(best[j], iou[i][j])
+    labels, matched = [-1] * n, [0] * n
+    for i in range(n):
+        top = 0.0
+        for j in range(m):
+            if iou[i][j] > top:
+                top, matched[i] = iou[i][j], j
+        if not inside[i]:
+            continue
+        if top < neg_thr:
+            labels[i] = 0
+        if top >= pos_thr or any(best[j] > 0 and iou[i][j] == best[j] for j in range(m)):
+            labels[i] = 1
+    return np.array(labels, dtype=np.int64), np.array(matched, dtype=np.int64)
+
+
+def label_anchors_numpy(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3):
+    """Vectorized :func:`label_anchors_loops` (same arguments and result)."""
+    from .boxes import iou_numpy
+
+    a, g, H, W, pos_thr, neg_thr, *_ = _target_args(anchors, gt_boxes, image_shape, positive_iou,
+                                                     negative_iou, 0, 0.5, 0)
+    n, m = a.shape[0], g.shape[0]
+    inside = (a[:, 0] >= 0) & (a[:, 1] >= 0) & (a[:, 2] <= W) & (a[:, 3] <= H)
+    labels = np.full(n, -1, dtype=np.int64)
+    if m == 0:
+        labels[inside] = 0
+        return labels, np.zeros(n, dtype=np.int64)
+    iou = iou_numpy(a, g)                                       # (N, M)
+    top, matched = iou.max(axis=1), iou.argmax(axis=1)          # argmax: the first GT of largest IoU
+    best = np.where(inside[:, None], iou, 0.0).max(axis=0) if n else np.zeros(m)
+    is_best = ((iou == best[None, :]) & (best[None, :] > 0)).any(axis=1)
+    labels[inside & (top < neg_thr)] = 0
+    labels[inside & ((top >= pos_thr) | is_best)] = 1           # positive wins
+    return labels, matched.astype(np.int64)
+
+
+def _subsample_args(labels, batch_size, positive_fraction, seed):
+    y = np.asarray(labels).reshape(-1)
+    if y.size and not np.isin(y, (-1, 0, 1)).all():
+        raise ValueError(f"labels: expected values in {{1, 0, -1}}, got {y[~np.isin(y, (-1, 0, 1))][0]}")
+    return (y.astype(np.int64), *_sampling_args(batch_size, positive_fraction, seed))
+
+
+def subsample_labels_loops(labels, batch_size=256, positive_fraction=0.5, seed=0):
+    """Rule 5 of :func:`rpn_targets_loops`, with plain loops: keep at most
+    ``int(batch_size * positive_fraction)`` positives and ``batch_size - kept positives``
+    negatives, those of lowest ``sampling_priority(len(labels), seed)``; the others become -1.
+
+    Args: labels int ``(N,)`` in {1, 0, -1}. Returns: labels int64 ``(N,)`` (a new array).
+    """
+    y, batch, max_pos, seed = _subsample_args(labels, batch_size, positive_fraction, seed)
+    priority = _priority(len(y), seed).tolist()
+    out = y.tolist()
+    positives = sorted((i for i in range(len(out)) if out[i] == 1), key=lambda i: priority[i])
+    for i in positives[max_pos:]:
+        out[i] = -1
+    negatives = sorted((i for i in range(len(out)) if out[i] == 0), key=lambda i: priority[i])
+    for i in negatives[max(batch - min(len(positives), max_pos), 0):]:
+        out[i] = -1
+    return np.array(out, dtype=np.int64)
+
+
+def subsample_labels_numpy(labels, batch_size=256, positive_fraction=0.5, seed=0):
+    """Vectorized :func:`subsample_labels_loops` (same arguments and result)."""
+    y, batch, max_pos, seed = _subsample_args(labels, batch_size, positive_fraction, seed)
+    out = y.copy()
+    priority = _priority(len(y), seed)
+    pos = np.flatnonzero(out == 1)
+    pos = pos[np.argsort(priority[pos], kind="stable")]
+    out[pos[max_pos:]] = -1
+    neg = np.flatnonzero(out == 0)
+    neg = neg[np.argsort(priority[neg], kind="stable")]
+    out[neg[max(batch - min(len(pos), max_pos), 0):]] = -1
+    return out
+
+
 def rpn_targets_loops(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3,
                       batch_size=256, positive_fraction=0.5, seed=0):
-    """RPN training targets with plain Python loops (rules in the module docstring).
+    """RPN training targets with plain Python loops (rules in the module docstring): the labels
+    (:func:`label_anchors_loops`), sampled (:func:`subsample_labels_loops`), and the final
+    positives' deltas.
 
     Args:
       anchors: ``(N, 4)`` xyxy (from ``grid_anchors``); gt_boxes: ``(M, 4)`` xyxy, M may be 0.
@@ -131,81 +243,29 @@ def rpn_targets_loops(anchors, gt_boxes, image_shape, positive_iou=0.7, negative
       seed: the sampling priority's seed (:func:`workshop.conventions.sampling_priority`).
     Returns: labels int64 ``(N,)`` in {1, 0, -1}; deltas float64 ``(N, 4)``.
     """
-    from .boxes import iou_loops
     from .coding import encode_loops
 
-    a, g, H, W, pos_thr, neg_thr, batch, max_pos, seed = _target_args(
-        anchors, gt_boxes, image_shape, positive_iou, negative_iou, batch_size, positive_fraction, seed)
-    n, m = a.shape[0], g.shape[0]
-    iou = iou_loops(a, g).tolist()
-    rows = a.tolist()
-    inside = [x1 >= 0 and y1 >= 0 and x2 <= W and y2 <= H for x1, y1, x2, y2 in rows]
-    # each GT's best IoU over the inside anchors
-    best = [0.0] * m
-    for i in range(n):
-        if inside[i]:
-            for j in range(m):
-                best[j] = max(best[j], iou[i][j])
-    labels = [-1] * n
-    matched = [0] * n
-    for i in range(n):
-        top, arg = 0.0, 0
-        for j in range(m):
-            if iou[i][j] > top:
-                top, arg = iou[i][j], j
-        matched[i] = arg
-        if not inside[i]:
-            continue
-        if top < neg_thr:
-            labels[i] = 0
-        if top >= pos_thr or any(best[j] > 0 and iou[i][j] == best[j] for j in range(m)):
-            labels[i] = 1
-    # seeded subsampling: lowest priority first
-    priority = _priority(n, seed).tolist()
-    positives = sorted((i for i in range(n) if labels[i] == 1), key=lambda i: priority[i])
-    for i in positives[max_pos:]:
-        labels[i] = -1
-    kept_pos = min(len(positives), max_pos)
-    negatives = sorted((i for i in range(n) if labels[i] == 0), key=lambda i: priority[i])
-    for i in negatives[max(batch - kept_pos, 0):]:
-        labels[i] = -1
-    deltas = np.zeros((n, 4), dtype=np.float64)
-    for i in range(n):
+    a, g, *_ = _target_args(anchors, gt_boxes, image_shape, positive_iou, negative_iou, batch_size,
+                            positive_fraction, seed)
+    labels, matched = label_anchors_loops(a, g, image_shape, positive_iou, negative_iou)
+    labels = subsample_labels_loops(labels, batch_size, positive_fraction, seed)
+    deltas = np.zeros((len(a), 4), dtype=np.float64)
+    for i in range(len(a)):
         if labels[i] == 1:
             deltas[i] = encode_loops(g[matched[i]:matched[i] + 1], a[i:i + 1])[0]
-    return np.array(labels, dtype=np.int64), deltas
+    return labels, deltas
 
 
 def rpn_targets_numpy(anchors, gt_boxes, image_shape, positive_iou=0.7, negative_iou=0.3,
                       batch_size=256, positive_fraction=0.5, seed=0):
     """Vectorized :func:`rpn_targets_loops` (same arguments and result)."""
-    from .boxes import iou_numpy
     from .coding import encode_numpy
 
-    a, g, H, W, pos_thr, neg_thr, batch, max_pos, seed = _target_args(
-        anchors, gt_boxes, image_shape, positive_iou, negative_iou, batch_size, positive_fraction, seed)
-    n, m = a.shape[0], g.shape[0]
-    inside = (a[:, 0] >= 0) & (a[:, 1] >= 0) & (a[:, 2] <= W) & (a[:, 3] <= H)
-    labels = np.full(n, -1, dtype=np.int64)
-    matched = np.zeros(n, dtype=np.int64)
-    if m == 0:
-        labels[inside] = 0
-    else:
-        iou = iou_numpy(a, g)                                   # (N, M)
-        top = iou.max(axis=1)
-        matched = iou.argmax(axis=1)                            # first GT of largest IoU
-        best = np.where(inside[:, None], iou, 0.0).max(axis=0) if n else np.zeros(m)
-        is_best = ((iou == best[None, :]) & (best[None, :] > 0)).any(axis=1)
-        labels[inside & (top < neg_thr)] = 0
-        labels[inside & ((top >= pos_thr) | is_best)] = 1
-    priority = _priority(n, seed)
-    pos = np.flatnonzero(labels == 1)
-    pos = pos[np.argsort(priority[pos], kind="stable")]
-    labels[pos[max_pos:]] = -1
-    neg = np.flatnonzero(labels == 0)
-    neg = neg[np.argsort(priority[neg], kind="stable")]
-    labels[neg[max(batch - min(len(pos), max_pos), 0):]] = -1
-    deltas = np.zeros((n, 4), dtype=np.float64)
+    a, g, *_ = _target_args(anchors, gt_boxes, image_shape, positive_iou, negative_iou, batch_size,
+                            positive_fraction, seed)
+    labels, matched = label_anchors_numpy(a, g, image_shape, positive_iou, negative_iou)
+    labels = subsample_labels_numpy(labels, batch_size, positive_fraction, seed)
+    deltas = np.zeros((len(a), 4), dtype=np.float64)
     keep = np.flatnonzero(labels == 1)
     if keep.size:
         deltas[keep] = encode_numpy(g[matched[keep]], a[keep])
