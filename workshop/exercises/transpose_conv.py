@@ -239,3 +239,111 @@ CONV2D_TRANSPOSE = register(Exercise(
                   "keras.ops.conv_transpose", "torch.nn.functional.conv_transpose2d"),
     no_loops_over=("x",),   # the numpy tier: one slice-add per kernel tap, no loop over pixels
 ))
+
+
+# -- the FCN's bilinear initialisation ----------------------------------------------------------
+# Each wrong implementation is the right recipe with one step changed.
+def _bilinear(factor, channels, *, size=None, centre=None, scale=None, every_pair=False,
+              sum_to_one=False, channels_first=False):
+    size = 2 * factor - factor % 2 if size is None else size
+    centre = (size - 1) / 2 if centre is None else centre
+    scale = factor if scale is None else scale
+    tent = 1 - np.abs(np.arange(size) - centre) / scale
+    plane = np.outer(tent, tent)
+    if sum_to_one:
+        plane = plane / plane.sum()
+    mix = np.ones((channels, channels)) if every_pair else np.eye(channels)
+    kernel = np.multiply.outer(plane, mix)
+    return kernel.transpose(2, 3, 0, 1) if channels_first else kernel
+
+
+def _centre_at_half_size(factor, channels):
+    size = 2 * factor - factor % 2
+    return _bilinear(factor, channels, centre=size / 2)
+
+
+def _even_size_for_odd_factor(factor, channels):
+    return _bilinear(factor, channels, size=2 * factor)
+
+
+def _every_channel_pair(factor, channels):
+    return _bilinear(factor, channels, every_pair=True)
+
+
+def _sums_to_one(factor, channels):
+    return _bilinear(factor, channels, sum_to_one=True)
+
+
+def _divided_by_size(factor, channels):
+    return _bilinear(factor, channels, scale=2 * factor - factor % 2)
+
+
+def _channels_first(factor, channels):
+    return _bilinear(factor, channels, channels_first=True)
+
+
+def _bilinear_cases() -> list[Case]:
+    four = np.array([1.0, 3.0, 3.0, 1.0]) / 4
+    five = np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 3
+    return [
+        Case("factor 2, one channel: the 4x4 kernel", (2, 1),
+             expected=np.outer(four, four)[:, :, None, None],
+             about="k = 4, centre 1.5: the tent [1, 3, 3, 1] / 4 on each axis"),
+        Case("factor 3, one channel: the 5x5 kernel (odd size)", (3, 1),
+             expected=np.outer(five, five)[:, :, None, None],
+             about="k = 2*3 - 1 = 5, centre 2: the tent [1, 2, 3, 2, 1] / 3 on each axis"),
+        Case("factor 2, three channels: each channel upsampled on its own", (2, 3),
+             about="kernel[:, :, o, c] is the 4x4 kernel when o == c, zeros otherwise"),
+        Case("factor 1: a 1x1 identity", (1, 2), expected=np.eye(2)[None, None],
+             about="k = 1, centre 0: upsampling by 1 copies every channel"),
+        Case("factor 4, two channels", (4, 2), public=False),
+        Case("factor 5, one channel", (5, 1), public=False),
+        Case("factor 8 (a stride-8 backbone), two channels", (8, 2), public=False),
+    ]
+
+
+def _bilinear_random(rng: np.random.Generator) -> Case:
+    return Case("", (int(rng.integers(1, 9)), int(rng.integers(1, 5))))
+
+
+BILINEAR_KERNEL = register(Exercise(
+    name="bilinear_kernel",
+    chapter="07_transposed_convolution",
+    minutes={"loops": 15, "numpy": 10},
+    signature="bilinear_kernel(factor, channels) -> (k, k, channels, channels) float64",
+    summary="The FCN's bilinear initialisation of a Conv2DTranspose that upsamples by factor.",
+    tiers={"loops": f"{REF}:bilinear_kernel_loops", "numpy": f"{REF}:bilinear_kernel_numpy"},
+    edge_cases=_bilinear_cases,
+    random_case=_bilinear_random,
+    outputs=(Output("kernel", "float", rtol=1e-5, atol=1e-6, strict_atol=1e-12),),
+    mistakes=(
+        Mistake("centre at k / 2",
+                "Your kernel is centred half a pixel too far: the centre of k taps numbered 0..k-1 "
+                "is c = (k - 1) / 2 (factor - 1 for an odd k, factor - 0.5 for an even k), not k / 2. "
+                "The kernel must be symmetric: kernel[i] == kernel[k - 1 - i].",
+                wrong=_centre_at_half_size),
+        Mistake("kernel size 2 * factor for an odd factor",
+                "For an odd factor the kernel has k = 2*factor - 1 taps (5 for factor 3), not "
+                "2*factor: k = 2*factor - factor % 2, so that an odd kernel has a centre tap of "
+                "weight 1 that copies the input pixel.", wrong=_even_size_for_odd_factor),
+        Mistake("every channel pair",
+                "You put the bilinear kernel on every (output, input) channel pair, which sums all "
+                "the input channels into each output channel. Upsampling keeps the channels apart: "
+                "kernel[:, :, o, c] is the bilinear kernel when o == c and zeros otherwise.",
+                wrong=_every_channel_pair),
+        Mistake("normalised to sum 1",
+                "You divided the kernel by its sum, so the upsampled map comes out factor**2 times too "
+                "small. The weights that sum to 1 are those reaching one *output* pixel (one tap "
+                "in every factor along each axis); the whole kernel feeds factor**2 output pixels "
+                "and sums to factor**2. Keep (1 - |i - c| / factor) * (1 - |j - c| / factor).",
+                wrong=_sums_to_one),
+        Mistake("distance divided by the kernel size",
+                "Your weights fall off too slowly: the tent is 1 - |i - c| / factor (it reaches 0 "
+                "one stride away from the centre), not 1 - |i - c| / k.", wrong=_divided_by_size),
+        Mistake("channels first",
+                "Your kernel is in PyTorch's (C, C, k, k) layout; Keras' Conv2DTranspose and "
+                "tf.nn.conv2d_transpose take (kh, kw, C_out, C_in): the channel axes last.",
+                wrong=_channels_first),
+    ),
+    no_loops_over=("channels",),
+))

@@ -296,7 +296,7 @@ def bilinear_kernel_loops(factor, channels) -> np.ndarray:
       float64 ``(k, k, channels, channels)``, TensorFlow's ``(kh, kw, C_out, C_in)`` layout, with
       ``k = 2*factor - factor % 2`` and centre ``c = (k - 1) / 2`` (``factor - 1`` for odd ``k``,
       ``factor - 0.5`` for even ``k``): ``kernel[i, j, o, o] = (1 - |i - c| / factor) *
-      (1 - |j - c| / factor)`` and ``kernel[i, j, o, c] = 0`` for ``o != c`` (each channel
+      (1 - |j - c| / factor)`` and ``kernel[i, j, o, q] = 0`` for ``o != q`` (each channel
       upsampled on its own).
     """
     factor, channels = _bilinear_args(factor, channels)
