@@ -105,7 +105,7 @@ def test_the_cycle_finder_finds_a_cycle():
 @pytest.mark.parametrize("module", ["workshop.evaluation", "workshop.models.detector",
                                     "workshop.models.detector_training",
                                     "workshop.models.rpn", "workshop.course", "workshop.vis",
-                                    "workshop.data"])
+                                    "workshop.diagrams", "workshop.data"])
 def test_importing_loads_no_answers(module):
     code = (f"import sys, {module}\n"
             "print([m for m in sys.modules if m.startswith(('workshop.reference', "

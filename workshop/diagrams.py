@@ -60,7 +60,8 @@ def _arrow(ax, start, end, label="", dashed=False, colour="#333333", label_offse
                 arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.2, shrinkA=0, shrinkB=0,
                                 linestyle="--" if dashed else "-"))
     if label:
-        mx, my = (start[0] + end[0]) / 2 + label_offset[0], (start[1] + end[1]) / 2 + label_offset[1]
+        mx = (start[0] + end[0]) / 2 + label_offset[0]
+        my = (start[1] + end[1]) / 2 + label_offset[1]
         ax.text(mx, my, label, ha="center", va="bottom", fontsize=7.5, color=colour)
 
 
@@ -90,8 +91,8 @@ def faster_rcnn(config: DetectorConfig | None = None, channels: int = BACKBONE_C
          f"decode, clip, best {_number(c.test_pre_nms)}\nNMS IoU {_number(c.rpn_nms_threshold)}"
          f" → {_number(c.test_post_nms)}", "ch. 5 (NMS: ch. 3)", kind="geometry", width=1.5)
     _box(ax, x[3] + step / 2, top + 1.35, "anchors",
-         f"{A} per cell, {_number(h * w * A)} in all\n({_shape(h, w, A)})", "ch. 4", kind="geometry",
-         width=1.6, height=0.75)
+         f"{A} per cell, {_number(h * w * A)} in all\n({_shape(h, w, A)})", "ch. 4",
+         kind="geometry", width=1.6, height=0.75)
     _box(ax, x[2], bottom, "RoI align", f"{_shape(p, p, channels)} per region\n"
          f"{_number(c.test_post_nms)} regions", "ch. 6", kind="geometry", width=1.45)
     _box(ax, x[3], bottom, "box head",
@@ -108,11 +109,11 @@ def faster_rcnn(config: DetectorConfig | None = None, channels: int = BACKBONE_C
     for a, b in ((0, 1), (1, 2), (2, 3)):
         _arrow(ax, (x[a] + half, top), (x[b] - half, top))
     _arrow(ax, (x[3] + 0.73, top), (x[4] - 0.75, top))
-    _arrow(ax, (x[3] + step / 2, top + 1.35 - 0.38), (x[4] - 0.3, top + 0.45))
+    _arrow(ax, (x[3] + step / 2 + 0.6, top + 1.35 - 0.38), (x[4] - 0.05, top + 0.45))
     _arrow(ax, (x[2], top - 0.45), (x[2], bottom + 0.45), "features", label_offset=(-0.35, 0))
-    _arrow(ax, (x[4] - 0.5, top - 0.45), (x[2] + 0.55, bottom + 0.45), "boxes")
-    _arrow(ax, (x[4], top - 0.45), (x[4], bottom + 0.45), "refined per class", dashed=True,
-           label_offset=(0.45, 0))
+    _arrow(ax, (x[4] - 0.62, top - 0.45), (x[2] + 0.55, bottom + 0.45), "boxes")
+    _arrow(ax, (x[4] + 0.6, top - 0.45), (x[4] + 0.6, bottom + 0.45), "refined per class",
+           dashed=True, label_offset=(0.5, 0))
     _arrow(ax, (x[2] + 0.725, bottom), (x[3] - 0.75, bottom))
     _arrow(ax, (x[3] + 0.75, bottom), (x[4] - 0.75, bottom))
     _arrow(ax, (x[4] + 0.75, bottom), (x[4] + step - 0.675, bottom))
@@ -148,6 +149,7 @@ def rpn_head(config: DetectorConfig | None = None, cell: tuple[int, int] | None 
     """The RPN head over the feature map: the grid of cells over the image, one ``cell``
     (row, col; the centre one by default) with its 3x3 window and its anchors, and the head's
     outputs per anchor; returns the Figure."""
+    from matplotlib import colormaps
     from matplotlib.colors import to_rgba
     from matplotlib.patches import Rectangle
 
@@ -166,12 +168,11 @@ def rpn_head(config: DetectorConfig | None = None, cell: tuple[int, int] | None 
     for k in range(w + 1):
         grid_ax.axvline(k * s, color="#bbbbbb", lw=0.6)
     r0, r1, c0, c1 = max(row - 1, 0), min(row + 2, h), max(col - 1, 0), min(col + 2, w)
-    grid_ax.add_patch(Rectangle((c0 * s, r0 * s), (c1 - c0) * s, (r1 - r0) * s, facecolor=to_rgba("#f0a030", 0.25),
-                                edgecolor="#c06000", lw=1.5, ls="--", label="its 3×3 window"))
+    grid_ax.add_patch(Rectangle((c0 * s, r0 * s), (c1 - c0) * s, (r1 - r0) * s,
+                                facecolor=to_rgba("#f0a030", 0.25), edgecolor="#c06000", lw=1.5,
+                                ls="--", label="its 3×3 window"))
     grid_ax.add_patch(Rectangle((col * s, row * s), s, s, facecolor="#c06000", edgecolor="#c06000",
                                 label=f"cell ({row}, {col})"))
-    from matplotlib import colormaps
-
     colours = colormaps["tab10"]
     anchors = cell_anchors(row, col, c)
     n_scales = len(c.anchor_scales)
@@ -195,7 +196,8 @@ def rpn_head(config: DetectorConfig | None = None, cell: tuple[int, int] | None 
     ax = head_ax
     _box(ax, 0.9, 2.0, "feature map", f"{_shape(h, w, channels)}\n(the 3×3 window\nof each cell)",
          kind="data", width=1.5, height=1.1)
-    _box(ax, 3.0, 2.0, "3×3 conv + ReLU", f"{c.rpn_channels} channels\n{_shape(h, w, c.rpn_channels)}",
+    _box(ax, 3.0, 2.0, "3×3 conv + ReLU",
+         f"{c.rpn_channels} channels\n{_shape(h, w, c.rpn_channels)}",
          width=1.9, height=1.1)
     _box(ax, 5.1, 3.0, "1×1 conv: objectness", f"{A} logits per cell\n{_shape(h, w, A)}",
          width=2.3, height=0.95)
@@ -205,11 +207,14 @@ def rpn_head(config: DetectorConfig | None = None, cell: tuple[int, int] | None 
     _arrow(ax, (3.95, 2.3), (4.5, 2.52))
     _arrow(ax, (3.95, 1.7), (4.5, 1.48))
     n = h * w * A
-    ax.text(6.35, 3.0, f"→ 1 objectness logit per anchor\n   ({_number(n)} logits, p(object) = σ(logit))",
+    ax.text(6.35, 3.0,
+            f"→ 1 objectness logit per anchor\n   ({_number(n)} logits, p(object) = σ(logit))",
             va="center", fontsize=8.5)
-    ax.text(6.35, 1.0, f"→ 4 deltas per anchor (tx, ty, tw, th)\n   ({_number(n)} × 4, decoded against the anchor)",
+    ax.text(6.35, 1.0, f"→ 4 deltas per anchor (tx, ty, tw, th)\n"
+            f"   ({_number(n)} × 4, decoded against the anchor)",
             va="center", fontsize=8.5)
-    ax.text(0.15, 0.05, f"row (y·{w} + x)·{A} + a belongs to anchor a of cell (y, x): the order of grid_anchors",
+    ax.text(0.15, 0.05, f"row (y·{w} + x)·{A} + a belongs to anchor a of cell (y, x): "
+            "the order of grid_anchors",
             fontsize=8, color="#555555")
     ax.set_xlim(0, 9.6)
     ax.set_ylim(-0.2, 3.8)
@@ -220,6 +225,8 @@ def rpn_head(config: DetectorConfig | None = None, cell: tuple[int, int] | None 
 
 # -- segmentation networks ---------------------------------------------------------------------
 def _unet_defaults(depth, base_filters, input_size, num_classes):
+    """Arguments left None: those of the UNet the course trains (``workshop.train``), with the
+    synthetic scenes' ``NUM_CLASSES + 1`` classes."""
     if depth is None or base_filters is None or input_size is None:
         from workshop.train import UNET_DEPTH, UNET_FILTERS, UNET_SIZE
 
@@ -230,9 +237,13 @@ def _unet_defaults(depth, base_filters, input_size, num_classes):
         from workshop.data import NUM_CLASSES
 
         num_classes = NUM_CLASSES + 1
-    if depth < 1 or input_size % 2 ** depth:
-        raise ValueError(f"input_size {input_size}: expected a multiple of 2**depth = {2 ** depth}")
     return int(depth), int(base_filters), int(input_size), int(num_classes)
+
+
+def _check_multiple(input_size: int, multiple: int, name: str):
+    if input_size < 1 or input_size % multiple:
+        raise ValueError(f"input_size: expected a multiple of {name} = {multiple}, "
+                         f"got {input_size}")
 
 
 def _draw_unet(ax, depth, base_filters, size, num_classes, in_channels):
@@ -252,16 +263,18 @@ def _draw_unet(ax, depth, base_filters, size, num_classes, in_channels):
         _arrow(ax, (x_left + 0.2, y - height / 2), (x_left + 0.7, below + height / 2),
                "max pool 2×2", colour="#a03020", label_offset=(-0.75, -0.12))
         _arrow(ax, (x_right + 0.2 - 0.9, below + height / 2), (x_right - 0.2, y - height / 2),
-               f"transposed conv 2×2, stride 2 → {f}", colour="#2a7a2a", label_offset=(1.25, -0.12))
+               f"transposed conv 2×2, stride 2 → {f}", colour="#2a7a2a",
+               label_offset=(1.25, -0.12))
     n, f = size // 2 ** depth, base_filters * 2 ** depth
     left, right = (depth - 1) * 0.9 + 0.3, gap + 2 * 0.9 * depth - (depth - 1) * 0.9 - 0.3
-    _box(ax, (left + right) / 2, level_y[depth], "bottleneck", f"2 conv 3×3, {f}\n{_shape(n, n, f)}",
-         width=right - left, height=height)
+    _box(ax, (left + right) / 2, level_y[depth], "bottleneck",
+         f"2 conv 3×3, {f}\n{_shape(n, n, f)}", width=right - left, height=height)
     x_out = gap + 2 * 0.9 * depth + 2.3
     _box(ax, x_out, 0, "logits", f"conv 1×1\n{_shape(size, size, num_classes)}", kind="output",
          width=1.6, height=height)
     _arrow(ax, (gap + 2 * 0.9 * depth + width / 2, 0), (x_out - 0.8, 0))
-    _box(ax, -2.2, 0, "image", _shape(size, size, in_channels), kind="data", width=1.6, height=height)
+    _box(ax, -2.2, 0, "image", _shape(size, size, in_channels), kind="data", width=1.6,
+         height=height)
     _arrow(ax, (-1.4, 0), (-width / 2, 0))
     ax.set_xlim(-3.1, x_out + 1.0)
     ax.set_ylim(level_y[depth] - 0.7, 0.8)
@@ -278,7 +291,7 @@ def _draw_fcn(ax, stride, channels, size, num_classes, in_channels):
     _box(ax, xs[2], 0, "classifier", f"conv 1×1\n{_shape(n, n, num_classes)}", width=1.7)
     _box(ax, xs[3], 0, "upsample", f"bilinear ×{stride}\n{_shape(size, size, num_classes)}",
          kind="geometry", width=1.7)
-    _box(ax, xs[4], 0, "logits", f"one score per class\nper pixel", kind="output", width=1.7)
+    _box(ax, xs[4], 0, "logits", "one score per class\nper pixel", kind="output", width=1.7)
     for a, b in zip(xs, xs[1:]):
         _arrow(ax, (a + 0.85, 0), (b - 0.85, 0))
     ax.set_xlim(-1.0, 9.8)
@@ -297,6 +310,12 @@ def unet(depth: int | None = None, base_filters: int | None = None, input_size: 
     (``stride``, ``channels``: the backbone's) below it. Returns the Figure."""
     depth, base_filters, input_size, num_classes = _unet_defaults(depth, base_filters, input_size,
                                                                   num_classes)
+    if depth < 1:
+        raise ValueError(f"depth: expected an int >= 1 (the number of poolings), got {depth}")
+    _check_multiple(input_size, 2 ** depth, "2**depth")
+    stride = DetectorConfig().stride if stride is None else stride
+    if with_fcn:
+        _check_multiple(input_size, stride, "the FCN's stride")
     fig = _figure(14, 2.0 + 1.25 * depth + (2.4 if with_fcn else 0))
     if with_fcn:
         unet_ax, fcn_ax = fig.subplots(2, 1, height_ratios=[1.25 * depth + 1.5, 1.6])
@@ -304,7 +323,6 @@ def unet(depth: int | None = None, base_filters: int | None = None, input_size: 
         unet_ax = fig.add_subplot()
     _draw_unet(unet_ax, depth, base_filters, input_size, num_classes, in_channels)
     if with_fcn:
-        stride = DetectorConfig().stride if stride is None else stride
         _draw_fcn(fcn_ax, stride, channels, input_size, num_classes, in_channels)
     return fig
 
@@ -314,7 +332,8 @@ def fcn(stride: int | None = None, channels: int = BACKBONE_CHANNELS, input_size
     """A fully convolutional network on the course's backbone: backbone (``stride``), a 1x1
     classifier, one bilinear upsampling by ``stride``; returns the Figure."""
     stride = DetectorConfig().stride if stride is None else stride
-    _, _, input_size, num_classes = _unet_defaults(1, 1, input_size, num_classes)
+    _, _, input_size, num_classes = _unet_defaults(0, 0, input_size, num_classes)
+    _check_multiple(input_size, stride, "the stride")
     fig = _figure(12, 2.0)
     _draw_fcn(fig.add_subplot(), stride, channels, input_size, num_classes, in_channels)
     return fig

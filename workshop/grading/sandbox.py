@@ -42,7 +42,8 @@ ANSWER_MODULES = ("workshop.reference", "workshop.kernels", "workshop.exercises"
                   "workshop.grading.", "workshop.bench", "workshop.evaluation")
 # What the sandbox shows of the package (everything else is absent). A new module is hidden
 # until it is added here: tests/test_sandbox.py makes every module take a side.
-LEARNER_SAFE = ("__init__.py", "conventions.py", "course.py", "vis.py", "diagrams.py", "data", "models")
+LEARNER_SAFE = ("__init__.py", "conventions.py", "course.py", "vis.py", "diagrams.py", "data",
+                "models")
 # ``from workshop.grading import check, grade`` in a solution cell: harmless no-ops there.
 GRADING_STUB = '''"""Grading is done outside this sandbox: check() and grade() do nothing here."""
 NOT_IMPLEMENTED = "not implemented yet"
