@@ -109,13 +109,14 @@ TWO_DAY = Track(
     "two-day", "Two days: a two-stage detector, from IoU to mAP", budget_minutes=12 * 60,
     stretch_counts=False,
     blocks=(Block("day 1, morning", chapters=("03_iou_nms",)),
-            Block("day 1, afternoon", chapters=("04_anchors",), exercises=("rpn_targets",)),
+            Block("day 1, afternoon", chapters=("04_anchors",),
+                  exercises=("label_anchors", "subsample_labels", "rpn_targets")),
             Block("day 2, morning", exercises=("rpn_proposals", "rpn_loss", "roi_pool", "roi_align")),
             Block("day 2, afternoon",
                   exercises=("average_precision", "match_detections", "detection_map"))))
 
 FULL = Track(
-    "full", "The full course, self-paced", budget_minutes=27 * 60, stretch_counts=True,
+    "full", "The full course, self-paced", budget_minutes=28 * 60, stretch_counts=True,
     blocks=tuple(Block(f"chapter {stem[:2].lstrip('0')}", chapters=(stem,)) for stem in (
         "01_cnn_basics", "02_transfer_learning", "03_iou_nms", "04_anchors", "05_rpn",
         "06_roi_pooling", "07_transposed_convolution", "08_unet", "09_map",
