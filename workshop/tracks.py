@@ -126,7 +126,7 @@ FULL = Track(
 # demonstrations and the training cells, looking at the figures.
 READING_MINUTES = {
     "01_cnn_basics": 50, "02_transfer_learning": 40, "03_iou_nms": 25, "04_anchors": 20,
-    "05_rpn": 35, "06_roi_pooling": 25, "07_transposed_convolution": 25, "08_unet": 35,
+    "05_rpn": 35, "06_roi_pooling": 40, "07_transposed_convolution": 35, "08_unet": 35,
     "09_map": 35, "10_detector_as_a_product": 45,
 }
 
