@@ -1,10 +1,13 @@
-"""Chapter 06, second part: the box head's training targets (``roi_targets``) and its loss
-(``head_loss``).
+"""Chapter 06, second part: the box head's training targets (``roi_targets``), its loss
+(``head_loss``) and its boxes (``decode_per_class``).
 
 Boxes are float ``(N, 4)`` xyxy in continuous pixels (no "+1"); class ids ``1..K``, 0 the
 background. The rules are in :mod:`workshop.reference.second_stage`'s docstring. The wrong
 implementations below are self-contained numpy (the grader hides ``workshop.reference``): one
-small ``roi_targets`` and one small ``head_loss`` with a switch per mistake.
+small ``roi_targets``, ``head_loss`` and ``decode_per_class`` with a switch per mistake.
+
+Length: the second stage's three exercises, each with its cases and every declared mistake's
+self-contained wrong implementation, read together when the stage changes.
 """
 
 from __future__ import annotations
@@ -393,4 +396,123 @@ HEAD_LOSS = register(Exercise(
     tf_static=("beta",),
     no_loops_over=("class_logits",),
     answer_calls=("workshop.models.rpn.smooth_l1",),
+))
+
+
+# ============================================================================================
+# decode_per_class
+# ============================================================================================
+def _decode(rois, box_deltas, image_shape, weights=HEAD_WEIGHTS, *, no_weights=False, first_class=False,
+            no_clip=False, clip_minus_one=False, clip_swapped=False, no_clamp=False, weights_multiply=False):
+    r = np.asarray(rois, np.float64).reshape(-1, 4)
+    d = np.asarray(box_deltas, np.float64).reshape(len(r), -1, 4)
+    if first_class:
+        d = np.repeat(d[:, :1], d.shape[1], axis=1)
+    height, width = float(image_shape[0]), float(image_shape[1])
+    if clip_swapped:
+        height, width = width, height
+    wx, wy, ww, wh = (1.0, 1.0, 1.0, 1.0) if no_weights else weights
+    if weights_multiply:
+        wx, wy, ww, wh = 1 / wx, 1 / wy, 1 / ww, 1 / wh
+    w, h = (r[:, 2] - r[:, 0])[:, None], (r[:, 3] - r[:, 1])[:, None]
+    cx, cy = r[:, 0:1] + 0.5 * w, r[:, 1:2] + 0.5 * h
+    clamp = np.inf if no_clamp else math.log(1000.0 / 16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bw = np.exp(np.minimum(d[..., 2] / ww, clamp)) * w
+        bh = np.exp(np.minimum(d[..., 3] / wh, clamp)) * h
+        bx, by = cx + d[..., 0] / wx * w, cy + d[..., 1] / wy * h
+        boxes = np.stack([bx - 0.5 * bw, by - 0.5 * bh, bx + 0.5 * bw, by + 0.5 * bh], axis=-1)
+    if not no_clip:
+        edge = 1.0 if clip_minus_one else 0.0
+        boxes[..., 0::2] = boxes[..., 0::2].clip(0.0, width - edge)
+        boxes[..., 1::2] = boxes[..., 1::2].clip(0.0, height - edge)
+    return boxes
+
+
+def _dswitch(**flags):
+    def wrong(rois, box_deltas, image_shape, weights=HEAD_WEIGHTS):
+        return _decode(rois, box_deltas, image_shape, weights, **flags)
+    return wrong
+
+
+def _decode_edge_cases() -> list[Case]:
+    rois = np.array([[10.0, 10.0, 30.0, 50.0], [40.0, 4.0, 60.0, 14.0]])
+    deltas = np.zeros((2, 2, 4))
+    deltas[0, 1] = [5.0, -2.5, 5.0 * math.log(2.0), 0.0]     # +10 in x, -10 in y, twice as wide
+    deltas[1, 0] = [10.0, 0.0, 0.0, 5.0 * math.log(3.0)]     # +20 in x (past the right edge), 3x taller
+    deltas[1, 1] = [0.0, 0.0, 0.0, 0.0]
+    expected = np.array([[[10.0, 10.0, 30.0, 50.0], [10.0, 0.0, 50.0, 40.0]],
+                         [[60.0, 0.0, 64.0, 24.0], [40.0, 4.0, 60.0, 14.0]]])
+    pixel = np.array([[5000.0, 5000.0, 5001.0, 5001.0]])
+    huge = np.array([[[0.0, 0.0, 30.0, 30.0]]])
+    rng = np.random.default_rng(8)
+    corner = np.round(rng.uniform(0, 90, (12, 2)))
+    many = np.concatenate([corner, corner + np.round(rng.uniform(4, 40, (12, 2)))], axis=1)
+    return [
+        Case("worked example: 2 regions, 2 classes, a 64 x 64 image", (rois, deltas, (64, 64)), expected=expected,
+             about="region 0, class 2: dx = 5 moves the centre 5/10 x 20 = 10 px right, dy = -2.5 moves it "
+                   "10 px up, dw = 5 ln 2 doubles the width: [10, 0, 50, 40]; region 1, class 1: 20 px right "
+                   "and 3 times taller, [50, -6, 70, 24], clipped to [60, 0, 64, 24]"),
+        Case("worked example, RPN-style weights (1, 1, 1, 1)", (rois, deltas, (64, 64)),
+             {"weights": (1.0, 1.0, 1.0, 1.0)}),
+        Case("a wide image: x clipped to the width, y to the height", (rois, deltas, (40, 100))),
+        Case("a large dw and dh: clamped before exp", (pixel, huge, (10000, 10000)),
+             expected=np.array([[[4969.25, 4969.25, 5031.75, 5031.75]]]),
+             about="dw / ww = 30 / 5 = 6 is clamped at log(1000 / 16) = 4.14 before exp: the 1-pixel region "
+                   "grows 1000 / 16 = 62.5 times, not e**6 = 403 times"),
+        Case("12 regions, 5 classes", (many, np.round(rng.normal(0, 1.5, (12, 5, 4)), 3), (128, 128))),
+        Case("no regions", (np.zeros((0, 4)), np.zeros((0, 3, 4)), (64, 64)), expected=np.zeros((0, 3, 4)),
+             public=False),
+    ]
+
+
+def _decode_random_case(rng: np.random.Generator) -> Case:
+    r, k = int(rng.integers(1, 40)), int(rng.integers(1, 6))
+    height, width = (int(v) for v in rng.integers(32, 200, 2))
+    corner = rng.uniform(0, [width - 4, height - 4], (r, 2))
+    rois = np.concatenate([corner, corner + rng.uniform(4, 60, (r, 2))], axis=1)
+    deltas = rng.normal(0, rng.choice([0.5, 2.0, 6.0]), (r, k, 4))
+    kwargs = {"weights": (1.0, 1.0, 1.0, 1.0)} if rng.random() < 0.15 else {}
+    return Case("", (rois, deltas, (height, width)), kwargs)
+
+
+DECODE_PER_CLASS = register(Exercise(
+    name="decode_per_class",
+    chapter=CHAPTER,
+    minutes={"loops": 10, "numpy": 10, "tf": 10},
+    signature="decode_per_class(rois, box_deltas, image_shape, weights=(10.0, 10.0, 5.0, 5.0)) -> boxes (R, K, 4)",
+    summary="Every region's K class boxes: each class's deltas decoded against the region with the head's "
+            "weights (10, 10, 5, 5), then clipped to the image.",
+    tiers={"loops": f"{REF}:decode_per_class_loops", "numpy": f"{REF}:decode_per_class_numpy",
+           "tf": f"{REF}:decode_per_class_tf"},
+    edge_cases=_decode_edge_cases,
+    random_case=_decode_random_case,
+    outputs=(Output("boxes", "float", rtol=1e-5, atol=1e-4, strict_atol=1e-9),),
+    mistakes=(
+        Mistake("weights forgotten",
+                "Your boxes move 10 times too far: the head's deltas were encoded with weights (10, 10, 5, 5), "
+                "so decoding divides by them (dx / wx, ..., dh / wh) before using them.",
+                wrong=_dswitch(no_weights=True)),
+        Mistake("weights multiplied",
+                "Decoding divides the deltas by the weights (dx / 10, dw / 5); yours multiplies by them.",
+                wrong=_dswitch(weights_multiply=True)),
+        Mistake("one class's deltas for every class",
+                "All your class boxes of a region are the same: box_deltas[r, k] is class k + 1's own box; "
+                "decode each class's deltas (broadcast the region over the K classes, not the deltas).",
+                wrong=_dswitch(first_class=True)),
+        Mistake("not clipped",
+                "Your boxes leave the image: clip x to [0, width] and y to [0, height] after decoding.",
+                wrong=_dswitch(no_clip=True)),
+        Mistake("clipped to width - 1",
+                "Clip x to [0, width] and y to [0, height]: coordinates are continuous, so a box may end at "
+                "the image's right edge, x2 = width (not width - 1).", wrong=_dswitch(clip_minus_one=True)),
+        Mistake("image_shape read as (width, height)",
+                "image_shape is (height, width): clip x to [0, image_shape[1]] and y to [0, image_shape[0]].",
+                wrong=_dswitch(clip_swapped=True)),
+        Mistake("exp not clamped",
+                "A large dw overflows exp: clamp dw / ww and dh / wh at log(1000 / 16) before exp, as decode does "
+                "in chapter 4.", wrong=_dswitch(no_clamp=True)),
+    ),
+    tf_static=("image_shape", "weights"),
+    no_loops_over=("rois",),
 ))

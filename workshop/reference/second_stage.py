@@ -33,6 +33,12 @@ head_loss(class_logits, box_deltas, labels, target_deltas, beta=1.0)
   ``smooth_L1(box_deltas[r, label - 1] - target_deltas[r])`` / S: only the true class's box
   is trained. smooth_L1 as the RPN's, with ``beta = 1`` for the head (Fast R-CNN).
 
+decode_per_class(rois, box_deltas, image_shape, weights=(10, 10, 5, 5)) -> boxes float64 (R, K, 4)
+  Each region's K class boxes: ``box_deltas[r, k]`` decoded against ``rois[r]`` as ``decode``
+  does (the weights divide the deltas; ``dw / ww`` and ``dh / wh`` clamped at ``log(1000 / 16)``
+  before ``exp``), then clipped: x to ``[0, width]``, y to ``[0, height]`` (``image_shape`` is
+  ``(height, width)``).
+
 Validation: malformed boxes raise ValueError naming the row; thresholds out of order
 (``bg_iou_low <= bg_iou_high <= fg_iou``), classes below 1, or shapes that do not pair up
 raise ValueError.
@@ -49,6 +55,7 @@ from ..conventions import as_boxes
 __all__ = [
     "roi_targets_loops", "roi_targets_numpy", "roi_targets_tf",
     "head_loss_loops", "head_loss_numpy", "head_loss_tf",
+    "decode_per_class_loops", "decode_per_class_numpy", "decode_per_class_tf",
 ]
 
 HEAD_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -278,3 +285,86 @@ def head_loss_tf(class_logits, box_deltas, labels, target_deltas, beta=1.0):
     s = tf.maximum(tf.reduce_sum(tf.cast(sampled, z.dtype)), tf.ones([], z.dtype))
     return (tf.reduce_sum(tf.where(sampled, cross_entropy, tf.zeros_like(cross_entropy))) / s,
             tf.reduce_sum(tf.where(foreground[:, None], smooth_l1, tf.zeros_like(smooth_l1))) / s)
+
+
+# ============================================================================================
+# decode_per_class
+# ============================================================================================
+def check_decode_args(rois, box_deltas, image_shape, weights):
+    """Validated ``(rois (R, 4), deltas float64 (R, K, 4), height, width, weights)``."""
+    from .coding import _weights
+    from .rpn import _image_shape
+
+    r = as_boxes(rois, "rois")
+    d = np.asarray(box_deltas, np.float64)
+    if d.ndim != 3 or d.shape[0] != len(r) or d.shape[2] != 4:
+        raise ValueError(f"box_deltas: expected shape (R, K, 4) with R = {len(r)} regions, got {d.shape}")
+    if not np.isfinite(d).all():
+        raise ValueError("box_deltas: expected finite values")
+    height, width = _image_shape(image_shape)
+    return r, d, height, width, _weights(weights)
+
+
+def decode_per_class_loops(rois, box_deltas, image_shape, weights=HEAD_WEIGHTS):
+    """The head's boxes, one region and one class at a time (rules in the module docstring).
+
+    Args: rois float ``(R, 4)`` xyxy; box_deltas float ``(R, K, 4)``; image_shape
+      ``(height, width)``; weights the box coding's ``(wx, wy, ww, wh)``.
+    Returns: float64 ``(R, K, 4)`` xyxy boxes inside the image.
+    """
+    from .coding import SCALE_CLAMP
+
+    rois_, deltas, height, width, (wx, wy, ww, wh) = check_decode_args(rois, box_deltas, image_shape, weights)
+    out = np.zeros(deltas.shape)
+    for r, (x1, y1, x2, y2) in enumerate(rois_.tolist()):
+        w, h = x2 - x1, y2 - y1
+        cx, cy = x1 + 0.5 * w, y1 + 0.5 * h
+        for k, (dx, dy, dw, dh) in enumerate(deltas[r].tolist()):
+            bx, by = cx + dx / wx * w, cy + dy / wy * h
+            bw = math.exp(min(dw / ww, SCALE_CLAMP)) * w
+            bh = math.exp(min(dh / wh, SCALE_CLAMP)) * h
+            out[r, k] = [min(max(bx - 0.5 * bw, 0.0), width), min(max(by - 0.5 * bh, 0.0), height),
+                         min(max(bx + 0.5 * bw, 0.0), width), min(max(by + 0.5 * bh, 0.0), height)]
+    return out
+
+
+def decode_per_class_numpy(rois, box_deltas, image_shape, weights=HEAD_WEIGHTS):
+    """Vectorized :func:`decode_per_class_loops` (same arguments and result)."""
+    from .coding import SCALE_CLAMP
+
+    rois_, d, height, width, (wx, wy, ww, wh) = check_decode_args(rois, box_deltas, image_shape, weights)
+    w = (rois_[:, 2] - rois_[:, 0])[:, None]                     # (R, 1): every class of a region
+    h = (rois_[:, 3] - rois_[:, 1])[:, None]
+    cx, cy = rois_[:, 0:1] + 0.5 * w, rois_[:, 1:2] + 0.5 * h
+    bx, by = cx + d[..., 0] / wx * w, cy + d[..., 1] / wy * h
+    bw = np.exp(np.minimum(d[..., 2] / ww, SCALE_CLAMP)) * w
+    bh = np.exp(np.minimum(d[..., 3] / wh, SCALE_CLAMP)) * h
+    boxes = np.stack([bx - 0.5 * bw, by - 0.5 * bh, bx + 0.5 * bw, by + 0.5 * bh], axis=-1)
+    boxes[..., 0::2] = boxes[..., 0::2].clip(0.0, width)
+    boxes[..., 1::2] = boxes[..., 1::2].clip(0.0, height)
+    return boxes
+
+
+def decode_per_class_tf(rois, box_deltas, image_shape, weights=HEAD_WEIGHTS):
+    """:func:`decode_per_class_loops` in TensorFlow: rois ``(R, 4)`` and box_deltas ``(R, K, 4)``
+    tensors, ``image_shape`` and ``weights`` Python values; ``(R, K, 4)`` out in the deltas'
+    float dtype. Compiles with ``tf.function(jit_compile=True)``."""
+    import tensorflow as tf
+
+    from .coding import SCALE_CLAMP, _weights
+    from .rpn import _image_shape
+
+    d = tf.convert_to_tensor(box_deltas)
+    d = d if d.dtype.is_floating else tf.cast(d, tf.float64)
+    r = tf.reshape(tf.cast(rois, d.dtype), [-1, 4])
+    height, width = _image_shape(image_shape)
+    wx, wy, ww, wh = _weights(weights)
+    w, h = (r[:, 2] - r[:, 0])[:, None], (r[:, 3] - r[:, 1])[:, None]
+    cx, cy = r[:, 0:1] + 0.5 * w, r[:, 1:2] + 0.5 * h
+    bx, by = cx + d[..., 0] / wx * w, cy + d[..., 1] / wy * h
+    bw = tf.exp(tf.minimum(d[..., 2] / ww, SCALE_CLAMP)) * w
+    bh = tf.exp(tf.minimum(d[..., 3] / wh, SCALE_CLAMP)) * h
+    clip_x = lambda v: tf.clip_by_value(v, 0.0, width)    # noqa: E731
+    clip_y = lambda v: tf.clip_by_value(v, 0.0, height)   # noqa: E731
+    return tf.stack([clip_x(bx - 0.5 * bw), clip_y(by - 0.5 * bh), clip_x(bx + 0.5 * bw), clip_y(by + 0.5 * bh)],
+                    axis=-1)
