@@ -149,3 +149,106 @@ def conv2d_transpose_zero_insertion(x, kernel, strides=1, padding="VALID", outpu
     full = np.pad(full, ((0, 0), (0, max(top + Ho - fh, 0)), (0, max(left + Wo - fw, 0)), (0, 0)))
     out = full[:, top:top + Ho, left:left + Wo]
     return out if batched else out[0]
+
+
+# == bilinear_kernel ===============================================================================
+def _bilinear_loops(factor, channels, *, size=None, centre=None, every_pair=False):
+    """A learner's tap-by-tap kernel."""
+    k = 2 * factor - factor % 2 if size is None else size
+    c = (k - 1) / 2 if centre is None else centre
+    kernel = np.zeros((k, k, channels, channels))
+    for i in range(k):
+        for j in range(k):
+            w = (1 - abs(i - c) / factor) * (1 - abs(j - c) / factor)
+            for o in range(channels):
+                for q in range(channels):
+                    if every_pair or o == q:
+                        kernel[i, j, o, q] = w
+    return kernel
+
+
+def _upsample_filt(size):
+    """The FCN repository's upsample_filt: the 2-D tent of a size x size kernel."""
+    factor = (size + 1) // 2
+    center = factor - 1 if size % 2 == 1 else factor - 0.5
+    og = np.ogrid[:size, :size]
+    return (1 - abs(og[0] - center) / factor) * (1 - abs(og[1] - center) / factor)
+
+
+@plausible("bilinear_kernel", "centre at k / 2", "centre = k / 2, loops", tier="loops")
+def bilinear_kernel_centre_half_loops(factor, channels):
+    k = 2 * factor - factor % 2
+    return _bilinear_loops(factor, channels, centre=k / 2)
+
+
+@plausible("bilinear_kernel", "every channel pair", "the weight on every (o, c), loops", tier="loops")
+def bilinear_kernel_every_pair_loops(factor, channels):
+    return _bilinear_loops(factor, channels, every_pair=True)
+
+
+@plausible("bilinear_kernel", "kernel size 2 * factor for an odd factor", "the FCN's upsample_filt(2 * factor)")
+def bilinear_kernel_fcn_size(factor, channels):
+    filt = _upsample_filt(2 * factor)
+    kernel = np.zeros((2 * factor, 2 * factor, channels, channels))
+    kernel[:, :, range(channels), range(channels)] = filt[:, :, None]
+    return kernel
+
+
+@plausible("bilinear_kernel", "normalised to sum 1", "the tent outer product divided by its sum, float32")
+def bilinear_kernel_sum_one(factor, channels):
+    k = 2 * factor - factor % 2
+    tent = 1 - np.abs(np.arange(k, dtype=np.float32) - (k - 1) / 2) / factor
+    plane = np.outer(tent, tent)
+    plane /= plane.sum()
+    return np.einsum("ij,oc->ijoc", plane, np.eye(channels, dtype=np.float32))
+
+
+@plausible("bilinear_kernel", "channels first", "np.einsum('ij,oc->ocij'), PyTorch's layout")
+def bilinear_kernel_channels_first(factor, channels):
+    k = 2 * factor - factor % 2
+    tent = 1 - np.abs(np.arange(k) - (k - 1) / 2) / factor
+    return np.einsum("ij,oc->ocij", np.outer(tent, tent), np.eye(channels))
+
+
+@plausible("bilinear_kernel", None, "centre at factor for every k, loops", tier="loops")
+def bilinear_kernel_centre_factor_loops(factor, channels):
+    return _bilinear_loops(factor, channels, centre=factor)
+
+
+@plausible("bilinear_kernel", None, "one channel only: (k, k, 1, 1) whatever channels")
+def bilinear_kernel_one_channel(factor, channels):
+    k = 2 * factor - factor % 2
+    tent = 1 - np.abs(np.arange(k) - (k - 1) / 2) / factor
+    return np.outer(tent, tent)[:, :, None, None]
+
+
+@plausible("bilinear_kernel", None, "centre at k / 2 and normalised to sum 1")
+def bilinear_kernel_centre_half_sum_one(factor, channels):
+    k = 2 * factor - factor % 2
+    tent = 1 - np.abs(np.arange(k) - k / 2) / factor
+    plane = np.outer(tent, tent)
+    return np.multiply.outer(plane / plane.sum(), np.eye(channels))
+
+
+@plausible("bilinear_kernel", "distance divided by the kernel size", "1 - |i - c| / k, loops", tier="loops")
+def bilinear_kernel_by_size_loops(factor, channels):
+    k = 2 * factor - factor % 2
+    c = (k - 1) / 2
+    kernel = np.zeros((k, k, channels, channels))
+    for i in range(k):
+        for j in range(k):
+            for o in range(channels):
+                kernel[i, j, o, o] = (1 - abs(i - c) / k) * (1 - abs(j - c) / k)
+    return kernel
+
+
+@plausible("bilinear_kernel", None, "tent 1 - |np.linspace(-1, 1, k)|")
+def bilinear_kernel_linspace(factor, channels):
+    k = 2 * factor - factor % 2
+    tent = 1 - np.abs(np.linspace(-1, 1, k))
+    return np.multiply.outer(np.outer(tent, tent), np.eye(channels))
+
+
+@plausible("bilinear_kernel", None, "k = 2 * factor - 1 for every factor, loops", tier="loops")
+def bilinear_kernel_always_odd_loops(factor, channels):
+    return _bilinear_loops(factor, channels, size=2 * factor - 1)

@@ -158,17 +158,30 @@ def _subsample_edge_cases() -> list[Case]:
         Case("ten labels, batch 5, a cap that rounds down", (ten,), {"batch_size": 5, "positive_fraction": 0.5,
                                                                      "seed": 2},
              about="int(5 x 0.5) = int(2.5) = 2 positives, then 3 negatives"),
+        Case("ten labels, batch 7, half positive: 3.5 rounds down too", (ten,),
+             {"batch_size": 7, "positive_fraction": 0.5, "seed": 4},
+             about="int(7 x 0.5) = int(3.5) = 3 of the 4 positives (round(3.5) would keep 4), then "
+                   "7 - 3 = 4 of the 5 negatives"),
         Case("few positives: negatives fill the batch", (ten,), {"batch_size": 8, "positive_fraction": 0.75,
                                                                  "seed": 1},
              about="the cap is int(8 x 0.75) = 6 but only 4 positives exist: all kept, 8 - 4 = 4 negatives"),
         Case("72 labelled anchors, batch 8, a quarter positive", (labelled,),
              {"batch_size": 8, "positive_fraction": 0.25, "seed": 7}),
         Case("no positives", (np.where(ten == 1, 0, ten),), {"batch_size": 4, "seed": 3}),
+        Case("600 labels, the defaults: 128 positives and 128 negatives", (_many_labels(),),
+             about="batch_size 256 and positive_fraction 0.5 by default: int(256 x 0.5) = 128 of the "
+                   "200 positives, then 256 - 128 = 128 of the 300 negatives, by sampling_priority(600, 0)"),
         Case("all ignored", (np.full(6, -1),), {"batch_size": 4}, expected=np.full(6, -1)),
         Case("batch_size 0: nothing sampled", (labelled,), {"batch_size": 0}, public=False,
              expected=np.full(72, -1)),
         Case("no labels", (np.zeros(0, np.int64),), {"batch_size": 4}, public=False, expected=np.zeros(0, np.int64)),
     ]
+
+
+def _many_labels() -> np.ndarray:
+    """600 labels, 200 positive, 300 negative, 100 ignored, shuffled: more of each than the
+    default batch (256, half positive) keeps."""
+    return np.random.default_rng(21).permutation(np.repeat([1, 0, -1], [200, 300, 100]))
 
 
 def _subsample_random_case(rng: np.random.Generator) -> Case:

@@ -50,7 +50,7 @@ def _encode(boxes: np.ndarray, anchors: np.ndarray, weights) -> np.ndarray:
 def _targets(proposals, gt_boxes, gt_classes, batch_size=64, fg_fraction=0.25, fg_iou=0.5, bg_iou_low=0.1,
              bg_iou_high=0.5, weights=HEAD_WEIGHTS, seed=0, *, no_low=False, fg_strict=False,
              rpn_weights=False, class_one=False, index_order=False, deltas_on_background=False,
-             no_fg_cap=False, bg_fills_batch=False, no_gt_candidates=False):
+             no_fg_cap=False, bg_fills_batch=False, no_gt_candidates=False, no_bg_topup=False):
     from ..conventions import sampling_priority
 
     p = np.asarray(proposals, np.float64).reshape(-1, 4)
@@ -65,7 +65,9 @@ def _targets(proposals, gt_boxes, gt_classes, batch_size=64, fg_fraction=0.25, f
     is_bg = (best[order] < bg_iou_high) & (True if no_low else best[order] >= bg_iou_low) & ~is_fg
     cap = n if no_fg_cap else int(int(batch_size) * float(fg_fraction))
     fg = order[is_fg][:cap]
-    bg = order[is_bg][:int(batch_size) if bg_fills_batch else max(int(batch_size) - len(fg), 0)]
+    room = int(batch_size) if bg_fills_batch else int(batch_size) - (
+        int(int(batch_size) * float(fg_fraction)) if no_bg_topup else len(fg))
+    bg = order[is_bg][:max(room, 0)]
     labels = np.full(n, -1, np.int64)
     deltas = np.zeros((n, 4))
     labels[bg] = 0
@@ -127,6 +129,10 @@ def _targets_edge_cases() -> list[Case]:
         Case("worked example, batch_size 3, fg_fraction 0.5", (proposals, gt, classes),
              {"batch_size": 3, "fg_fraction": 0.5, "seed": 0},
              about="int(3 x 0.5) = 1 foreground, then 2 of the 3 background candidates, by priority"),
+        Case("worked example, batch_size 8, fg_fraction 0.75: the background fills the batch",
+             (proposals, gt, classes), {"batch_size": 8, "fg_fraction": 0.75, "seed": 2},
+             about="the cap is int(8 x 0.75) = 6 but only 4 candidates are foreground: all 4 kept, then "
+                   "up to 8 - 4 = 4 background, so all 3 background candidates (not 8 - 6 = 2)"),
         Case("worked example, RPN-style weights (1, 1, 1, 1)", (proposals, gt, classes),
              {"weights": (1.0, 1.0, 1.0, 1.0)}),
         Case("no ground truth: nothing is foreground, nothing reaches bg_iou_low",
@@ -217,6 +223,10 @@ ROI_TARGETS = register(Exercise(
         Mistake("background fills the whole batch",
                 "You keep up to batch_size background candidates; the batch is shared: at most "
                 "batch_size - (kept foreground) background ones.", wrong=_tswitch(bg_fills_batch=True)),
+        Mistake("background not topped up",
+                "When fewer candidates are foreground than the cap, background fills the rest of the "
+                "batch: keep up to batch_size - (foreground kept) background candidates, not "
+                "batch_size - int(batch_size * fg_fraction).", wrong=_tswitch(no_bg_topup=True)),
         Mistake("GT boxes not among the candidates",
                 "Your result has one row per proposal; the candidates are the proposals followed by the GT "
                 "boxes (np.concatenate([proposals, gt_boxes])), so the result has N + M rows.",
@@ -331,6 +341,8 @@ def _loss_edge_cases() -> list[Case]:
                    "taken out (region 0 is wrong by 800, region 1 right)"),
         Case("30 regions, 4 classes", (z30, b30, y30, t30)),
         Case("30 regions, no foreground", (z30, b30, np.where(y30 > 0, 0, y30), t30)),
+        Case("30 regions, class 4 absent", (z30, b30, np.where(y30 == 4, 3, y30), t30),
+             about="no region of the last class: its boxes (column 3) are never read"),
         Case("no regions", (np.zeros((0, 3)), np.zeros((0, 2, 4)), np.zeros(0, np.int64), np.zeros((0, 4))),
              expected=(0.0, 0.0), public=False),
     ]
@@ -382,7 +394,8 @@ HEAD_LOSS = register(Exercise(
                 wrong=_lswitch(sigmoid=True)),
         Mistake("class k's box read at column k",
                 "Column k - 1 of box_deltas holds class k's box (there is no background box); yours reads "
-                "column k.", wrong=_lswitch(class_slot=True)),
+                "column k (for the last class, K, that column does not exist).",
+                wrong=_lswitch(class_slot=True)),
         Mistake("box term averaged over coordinates",
                 "Your box term is divided by 4 more: sum the smooth L1 over the 4 coordinates (as the RPN "
                 "loss does), then divide by the number of sampled regions.", wrong=_lswitch(coordinate_mean=True)),
@@ -444,7 +457,7 @@ def _decode_edge_cases() -> list[Case]:
     expected = np.array([[[10.0, 10.0, 30.0, 50.0], [10.0, 0.0, 50.0, 40.0]],
                          [[60.0, 0.0, 64.0, 24.0], [40.0, 4.0, 60.0, 14.0]]])
     pixel = np.array([[5000.0, 5000.0, 5001.0, 5001.0]])
-    huge = np.array([[[0.0, 0.0, 30.0, 30.0]]])
+    huge = np.array([[[0.0, 0.0, 50.0, 50.0]]])
     rng = np.random.default_rng(8)
     corner = np.round(rng.uniform(0, 90, (12, 2)))
     many = np.concatenate([corner, corner + np.round(rng.uniform(4, 40, (12, 2)))], axis=1)
@@ -458,8 +471,9 @@ def _decode_edge_cases() -> list[Case]:
         Case("a wide image: x clipped to the width, y to the height", (rois, deltas, (40, 100))),
         Case("a large dw and dh: clamped before exp", (pixel, huge, (10000, 10000)),
              expected=np.array([[[4969.25, 4969.25, 5031.75, 5031.75]]]),
-             about="dw / ww = 30 / 5 = 6 is clamped at log(1000 / 16) = 4.14 before exp: the 1-pixel region "
-                   "grows 1000 / 16 = 62.5 times, not e**6 = 403 times"),
+             about="dw / ww = 50 / 5 = 10 is clamped at log(1000 / 16) = 4.14 before exp: the 1-pixel region "
+                   "grows 1000 / 16 = 62.5 times, not e**10 = 22026 times (nor 1000 times, a clamp at "
+                   "log(1000))"),
         Case("12 regions, 5 classes", (many, np.round(rng.normal(0, 1.5, (12, 5, 4)), 3), (128, 128))),
         Case("no regions", (np.zeros((0, 4)), np.zeros((0, 3, 4)), (64, 64)), expected=np.zeros((0, 3, 4)),
              public=False),
