@@ -25,13 +25,13 @@ SOLUTION_PATHS = course_notebooks(SOLUTIONS)
 IDS = [p.stem for p in SOLUTION_PATHS]
 # "going further" chapters: run, released and tested like the others, but nothing to implement
 # and no graded cell (docs/NOTEBOOKS.md)
-UNGRADED = ("10_detector_as_a_product",)
+UNGRADED = ("11_detector_as_a_product",)
 
 
-def test_the_ten_notebooks_are_there():
+def test_the_eleven_notebooks_are_there():
     expected = ["01_cnn_basics", "02_transfer_learning", "03_iou_nms", "04_anchors", "05_rpn",
                 "06_roi_pooling", "07_transposed_convolution", "08_unet", "09_map",
-                "10_detector_as_a_product"]
+                "10_single_shot", "11_detector_as_a_product"]
     assert [p.stem for p in SOLUTION_PATHS] == expected
     assert [p.stem for p in course_notebooks(NOTEBOOKS)] == expected
 

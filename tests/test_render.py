@@ -150,10 +150,10 @@ def test_a_render_changes_neither_notebooks_nor_solutions_and_cleans_up(rendered
 
 # -- without the course's notebooks: the command line, failures and the leak guard ------------
 def test_an_unknown_chapter_exits_2_naming_the_valid_ones(tmp_path, capsys):
-    code = render.main(["--only", "03,11", "--out", str(tmp_path / "site")])
+    code = render.main(["--only", "03,12", "--out", str(tmp_path / "site")])
     err = capsys.readouterr().err
     assert code == 2
-    assert "'11'" in err and "03 (03_iou_nms)" in err and "10 (10_detector_as_a_product)" in err
+    assert "'12'" in err and "03 (03_iou_nms)" in err and "11 (11_detector_as_a_product)" in err
     assert not (tmp_path / "site").exists()
     assert [c.stem for c in render.select(render.course_chapters(), "9,03_iou_nms")] == ["03_iou_nms", "09_map"]
 

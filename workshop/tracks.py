@@ -116,18 +116,18 @@ TWO_DAY = Track(
                   exercises=("average_precision", "match_detections", "detection_map"))))
 
 FULL = Track(
-    "full", "The full course, self-paced", budget_minutes=28 * 60, stretch_counts=True,
+    "full", "The full course, self-paced", budget_minutes=29 * 60 + 25, stretch_counts=True,
     blocks=tuple(Block(f"chapter {stem[:2].lstrip('0')}", chapters=(stem,)) for stem in (
         "01_cnn_basics", "02_transfer_learning", "03_iou_nms", "04_anchors", "05_rpn",
         "06_roi_pooling", "07_transposed_convolution", "08_unet", "09_map",
-        "10_detector_as_a_product")))
+        "10_single_shot", "11_detector_as_a_product")))
 
 # The learner time of a chapter outside its exercises: reading the text, running the
 # demonstrations and the training cells, looking at the figures.
 READING_MINUTES = {
     "01_cnn_basics": 50, "02_transfer_learning": 40, "03_iou_nms": 25, "04_anchors": 20,
     "05_rpn": 35, "06_roi_pooling": 40, "07_transposed_convolution": 35, "08_unet": 35,
-    "09_map": 35, "10_detector_as_a_product": 45,
+    "09_map": 35, "10_single_shot": 30, "11_detector_as_a_product": 45,
 }
 
 TRACKS = {t.name: t for t in (ONE_DAY, TWO_DAY, FULL)}
