@@ -185,11 +185,28 @@ def _grade_index(cells, grade_id):
                 if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
+def test_single_shot_draws_both_paths_with_the_course_shapes():
+    fig = diagrams.single_shot()
+    c = DetectorConfig()
+    h, w = c.feature_shape
+    n = h * w * c.num_anchors
+    for fragment in ("single-shot head", "RPN + proposals", "RoI align + box head", "focal_loss",
+                     f"{n:,} anchors", f"{n:,}×{c.num_classes} scores", f"{c.num_classes + 1} scores"):
+        assert has(fig, fragment), fragment
+
+
+def test_single_shot_follows_the_config():
+    fig = diagrams.single_shot(DetectorConfig(num_classes=3, anchor_ratios=(1.0,)), head_channels=64)
+    assert has(fig, "per anchor: 3 class") and has(fig, "conv layers (64)")
+    assert has(fig, "3 anchors per cell") and not has(fig, "9 anchors per cell")
+
+
 @pytest.mark.parametrize("folder", ["solutions", "notebooks"])
 @pytest.mark.parametrize("stem, call, illustrated", [
     ("05_rpn", "diagrams.rpn_head(", ["load_detector()", "def rpn_targets_loops"]),
     ("06_roi_pooling", "diagrams.faster_rcnn(", ["def roi_pool_loops", "detector.detect("]),
     ("08_unet", "diagrams.unet(", ["build_unet(", "def unet_weight_map_loops"]),
+    ("10_single_shot", "diagrams.single_shot(", ["def match_anchors_loops", "def build_single_shot_head"]),
 ])
 def test_the_notebooks_show_each_diagram_before_the_code(folder, stem, call, illustrated):
     cells = nbformat.read(ROOT / folder / f"{stem}.ipynb", 4).cells

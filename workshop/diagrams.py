@@ -2,6 +2,7 @@
 
 * :func:`faster_rcnn`: the two-stage detector, stage by stage, with its tensor shapes and the
   chapter that builds each stage;
+* :func:`single_shot`: one stage against two, on the same backbone and anchors;
 * :func:`rpn_head`: the RPN head over the feature map: one cell, its 3x3 window, its anchors
   and the head's two outputs per anchor;
 * :func:`unet`: the U of the course's UNet (and, with ``with_fcn=True``, an FCN beside it);
@@ -125,6 +126,65 @@ def faster_rcnn(config: DetectorConfig | None = None, channels: int = BACKBONE_C
     ax.set_axis_off()
     ax.set_title(f"Faster R-CNN as the course builds it: {K} classes + background, "
                  f"{A} anchors per cell, stride {c.stride}", fontsize=11)
+    return fig
+
+
+def single_shot(config: DetectorConfig | None = None, channels: int = BACKBONE_CHANNELS,
+                head_channels: int = 128):
+    """One stage against two: the single-shot detector of chapter 10 (a head that gives every
+    anchor its class scores and its box in one pass) above the course's two-stage detector
+    (proposals, then RoI align and a box head per region), on the same backbone and anchors;
+    returns the Figure."""
+    c = config or DetectorConfig()
+    H, W = c.image_size
+    h, w = c.feature_shape
+    A, K = c.num_anchors, c.num_classes
+    n = h * w * A
+    fig = _figure(14, 5.0)
+    ax = fig.add_subplot()
+    top, bottom, step = 2.25, 0.35, 1.75
+    mid = (top + bottom) / 2
+    x = [i * step for i in range(6)]
+    _box(ax, x[0], mid, "image", _shape(H, W, 3), kind="data")
+    _box(ax, x[1], mid, "backbone", f"CNN, stride {c.stride}\n(shared)")
+    _box(ax, x[2], mid, "feature map", _shape(h, w, channels), kind="data")
+    _arrow(ax, (x[0] + 0.675, mid), (x[1] - 0.675, mid))
+    _arrow(ax, (x[1] + 0.675, mid), (x[2] - 0.675, mid))
+
+    _box(ax, x[3], top, "single-shot head",
+         f"conv layers ({head_channels})\nper anchor: {K} class\nlogits (sigmoid), 4 deltas",
+         "ch. 10 (match_anchors, focal_loss)", width=1.6, height=1.05)
+    _box(ax, x[4], top, "every anchor",
+         f"{_number(n)} anchors\n{_shape(_number(n), K)} scores,\n{_shape(_number(n), 4)} deltas",
+         kind="geometry", width=1.5, height=1.05)
+    _box(ax, x[5], top, "decode + NMS", f"per class\nscore ≥ {_number(c.score_threshold)}",
+         "ch. 4, ch. 3", kind="geometry", width=1.4)
+    _arrow(ax, (x[2] + 0.675, mid + 0.2), (x[3] - 0.8, top - 0.2))
+    _arrow(ax, (x[3] + 0.8, top), (x[4] - 0.75, top))
+    _arrow(ax, (x[4] + 0.75, top), (x[5] - 0.7, top))
+
+    _box(ax, x[3], bottom, "RPN + proposals",
+         f"1 objectness logit\nper anchor → best {_number(c.test_post_nms)}", "ch. 4–5",
+         width=1.6, height=1.0)
+    _box(ax, x[4], bottom, "RoI align + box head",
+         f"{_shape(c.pool_size, c.pool_size, channels)} per region\n"
+         f"{K + 1} scores, {_shape(K, 4)} deltas", "ch. 6", width=1.75, height=1.0)
+    _box(ax, x[5], bottom, "decode + NMS", f"per class\nscore ≥ {_number(c.score_threshold)}",
+         "ch. 4, ch. 3", kind="geometry", width=1.4)
+    _arrow(ax, (x[2] + 0.675, mid - 0.2), (x[3] - 0.8, bottom + 0.2))
+    _arrow(ax, (x[3] + 0.8, bottom), (x[4] - 0.875, bottom))
+    _arrow(ax, (x[4] + 0.875, bottom), (x[5] - 0.7, bottom))
+
+    ax.text(x[3] - 0.8, top + 0.85, "one stage: every anchor scored and refined in one pass",
+            fontsize=10, color="#555555")
+    ax.text(x[3] - 0.8, bottom - 0.95,
+            "two stages: where to look, then what is there, region by region",
+            fontsize=10, color="#555555")
+    ax.set_xlim(x[0] - 0.8, x[5] + 0.8)
+    ax.set_ylim(bottom - 1.1, top + 1.1)
+    ax.set_axis_off()
+    ax.set_title(f"One backbone, {A} anchors per cell, two ways to detect "
+                 f"({K} classes, stride {c.stride})", fontsize=11)
     return fig
 
 
