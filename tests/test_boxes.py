@@ -131,7 +131,7 @@ def test_nms_matches_tf_image():
 
 @pytest.mark.slow
 def test_nms_matches_tf_image_many():
-    _check_nms_agreement(3000, with_tf_tier=True)
+    _check_nms_agreement(1500, with_tf_tier=True)
 
 
 def test_nms_numpy_large_inputs_match_loops():
