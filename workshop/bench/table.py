@@ -110,37 +110,6 @@ def _time(call: Callable[[], Any], repeat: int, warmup: bool = True) -> tuple[fl
     return statistics.median(times), out
 
 
-_SETTLE = 0.01   # seconds between timed calls: TensorFlow's idle threads spin for a while
-#                   after an op, and on a small machine they would slow whatever runs next
-
-
-def _time_side_by_side(exercise: Exercise, case: Case, impls: list[str], repeat: int):
-    """Median time and last output of each implementation, timed in rounds (each round runs
-    every implementation once, in turn), so a slower or busier stretch of the machine weighs
-    on all of them alike; ``(timed, failed)``: impl -> (seconds, output), impl -> exception."""
-    calls, failed, times, outputs = {}, {}, {}, {}
-    for impl in impls:
-        try:
-            calls[impl] = _prepare(exercise, impl, case)
-            outputs[impl] = calls[impl]()            # warm-up (and the XLA compile)
-            times[impl] = []
-        except Exception as err:  # noqa: BLE001 - reported in the table, the others still run
-            failed[impl] = err
-            calls.pop(impl, None)
-    for _ in range(max(1, repeat)):
-        for impl, call in list(calls.items()):
-            time.sleep(_SETTLE)
-            try:
-                t0 = time.perf_counter()
-                outputs[impl] = call()
-                times[impl].append(time.perf_counter() - t0)
-            except Exception as err:  # noqa: BLE001
-                failed[impl] = err
-                del calls[impl]
-    timed = {i: (statistics.median(times[i]), outputs[i]) for i in calls}
-    return timed, failed
-
-
 def _time_loops(exercise: Exercise, case: Case, budget: float) -> tuple[float | None, bool, str, Any]:
     """Time the loops tier once; extrapolate from two smaller sizes when it would exceed budget."""
     n = _rows(case)
@@ -177,25 +146,21 @@ def run(only: list[str] | None = None, repeat: int = 5, quick: bool = False,
             reference = None
             block: list[tuple[Row, Any]] = []
             kernels = [f"kernel {t}" for t in ex.kernels]
-            impls = list(ex.tiers) + kernels + list(ex.baselines)
-            kind = {i: "tier" if i in ex.tiers else "kernel" if i in kernels else "baseline"
-                    for i in impls}
-            timed, failed = _time_side_by_side(ex, case, [i for i in impls if i != "loops"], repeat)
-            for impl in impls:
+            for impl in list(ex.tiers) + kernels + list(ex.baselines):
+                kind = ("tier" if impl in ex.tiers else "kernel" if impl in kernels
+                        else "baseline")
                 try:
                     if impl == "loops":
                         seconds, est, note, output = _time_loops(ex, case, loop_budget)
-                    elif impl in failed:
-                        raise failed[impl]
                     else:
-                        (seconds, output), est, note = timed[impl], False, ""
+                        seconds, output = _time(_prepare(ex, impl, case), repeat)
+                        est, note = False, ""
                 except Exception as err:  # one failing implementation must not hide the rest
-                    block.append((Row(ex.name, case.name, impl, kind[impl], None,
-                                      note=f"failed: {err}"[:80]), None))
+                    block.append((Row(ex.name, case.name, impl, kind, None, note=f"failed: {err}"[:80]), None))
                     continue
                 if impl == ex.reference_tier:
                     reference = output
-                block.append((Row(ex.name, case.name, impl, kind[impl], seconds, est, note), output))
+                block.append((Row(ex.name, case.name, impl, kind, seconds, est, note), output))
             for r, output in block:  # the 'agrees' column, against the reference tier's output
                 if output is not None and reference is not None:
                     r.agrees = ex.compare(output, reference) is None
