@@ -428,6 +428,7 @@ MATCH_DETECTIONS = register(Exercise(
     ),
     tf_static=("iou_threshold",),
     benchmarks=_match_benchmarks,
+    kernels={"numpy": "workshop.kernels.metrics:match_detections_numpy"},
 ))
 
 
