@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from . import register
+from .rpn import _iou
 from .spec import Case, Exercise, Mistake, Output
 
 REF = "workshop.reference.second_stage"
@@ -24,16 +25,7 @@ CHAPTER = "06_roi_pooling"
 HEAD_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = w * h
-    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _encode(boxes: np.ndarray, anchors: np.ndarray, weights) -> np.ndarray:
+def _encode(boxes: np.ndarray, anchors: np.ndarray, weights=(1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
     wx, wy, ww, wh = weights
     gw, gh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
