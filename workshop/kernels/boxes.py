@@ -6,7 +6,8 @@
   textbook tier, hence the same bits.
 * :func:`nms_numpy`, :func:`batched_nms_numpy`: blocked greedy while kept boxes remove many
   others, then a sort-and-sweep that finds the only pairs that can overlap above the threshold,
-  and the greedy order resolved on that graph in vectorized rounds.
+  and the greedy order resolved on that graph in vectorized rounds. With classes, the sweep
+  runs first, on a sort key with one band per class, so only same-class neighbours are paired.
 * :func:`nms_tf`, :func:`batched_nms_tf`: greedy on fixed-size tiles of the score-sorted boxes
   (static shapes inside the loop, so XLA compiles it), compiled once per dtype when eager.
 """
@@ -97,6 +98,10 @@ def _nms_fast(b, order, thr, cap, classes=None):
     rb = b[order]
     idx = order.astype(np.intp)
     rc = None if classes is None else classes[order]
+    if rc is not None:  # classes split the piles: the sweep's pairs are few from the start
+        sub = _nms_sweep(rb, thr, rc)
+        if sub is not None:
+            return idx[sub[:cap]].astype(np.int64)
     sweep_ok = True
     while idx.size and len(kept) < cap:
         k = min(_BLOCK, idx.size)
@@ -154,9 +159,16 @@ def _nms_sweep(sb, thr, sc=None):
     w, h = x2 - x1, y2 - y1
     area = w * h
     live = np.flatnonzero(area > 0)  # zero-area boxes have IoU 0 with everything: no edges
+    if live.size == 0:
+        return _greedy_on_graph(m, np.zeros(0, np.intp), np.zeros(0, np.intp))
     best = None
     for lo_edge, width in ((x1, w), (y1, h)):
-        srt, lo, hi = _sweep_counts(lo_edge[live], width[live], thr)
+        key, width = lo_edge[live], width[live]
+        if sc is not None:  # one band of the sort key per class, so windows stay in their class
+            rank = np.unique(sc[live], return_inverse=True)[1]
+            lowest = key.min()
+            key = (key - lowest) + rank * ((key.max() - lowest) + 2.0 * width.max() + 1.0)
+        srt, lo, hi = _sweep_counts(key, width, thr)
         total = int((hi - lo).sum())
         if best is None or total < best[0]:
             best = (total, live[srt], lo, hi)
