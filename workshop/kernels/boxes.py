@@ -91,7 +91,8 @@ def _nms_fast(b, order, thr, cap, classes=None):
     """Blocked greedy while the kept boxes remove many others (piled-up boxes, e.g. RPN
     proposals): the best ``_BLOCK`` remaining candidates are resolved among themselves (a small
     IoU matrix and a short loop; they are a prefix of the score order, so this is exact), then
-    their kept boxes suppress the rest in one (k, R) IoU matrix. Once a block removes fewer than
+    their kept boxes suppress the rest: the pairs within each kept box's x window (see
+    :class:`_XWindows`), or one (k, R) IoU matrix at low thresholds. Once a block removes fewer than
     ``_SWITCH`` boxes, the remaining candidates (none suppressed by the boxes kept so far) go to
     the sweep. Same answer either way."""
     kept: list[int] = []
@@ -102,37 +103,104 @@ def _nms_fast(b, order, thr, cap, classes=None):
         sub = _nms_sweep(rb, thr, rc)
         if sub is not None:
             return idx[sub[:cap]].astype(np.int64)
+    m = rb.shape[0]
+    pending = np.arange(m)       # positions in score order not yet kept or removed
+    removed = np.zeros(m, bool)
+    near = _XWindows(rb, thr) if thr >= _WINDOW_MIN_THR else None
     sweep_ok = True
-    while idx.size and len(kept) < cap:
-        k = min(_BLOCK, idx.size)
-        blk = rb[:k]
+    while pending.size and len(kept) < cap:
+        k = min(_BLOCK, pending.size)
+        blk_pos = pending[:k]
+        blk = rb[blk_pos]
         over = np.triu(_iou_core(blk, blk) > thr, 1)
         if rc is not None:
-            over &= rc[:k, None] == rc[None, :k]
+            over &= rc[blk_pos, None] == rc[None, blk_pos]
         alive = np.ones(k, bool)
         for i, row in enumerate(over):
             if alive[i] and row.any():
                 alive &= ~row
-        new = np.flatnonzero(alive)
-        kept.extend(idx[new].tolist())
-        rest = rb[k:]
-        drop = _iou_core(blk[new], rest) > thr
-        if rc is not None:
-            drop &= rc[new][:, None] == rc[None, k:]
-        stay = ~drop.any(axis=0)
-        rb, idx = rest[stay], idx[k:][stay]
-        rc = None if rc is None else rc[k:][stay]
-        if sweep_ok and idx.size and len(kept) < cap and int(stay.size - idx.size) < _SWITCH:
-            sub = _nms_sweep(rb, thr, rc)
+        new = blk_pos[alive]
+        kept.extend(new.tolist())
+        rest = pending[k:]
+        if near is None:
+            drop = _iou_core(rb[new], rb[rest]) > thr
+            if rc is not None:
+                drop &= rc[new, None] == rc[None, rest]
+            stay = ~drop.any(axis=0)
+        else:  # only boxes in a kept box's x window can overlap it above the threshold
+            hit = near.partners(new, removed, blk_pos[-1], rc)
+            removed[hit] = True
+            stay = ~removed[rest]
+        pending = rest[stay]
+        if sweep_ok and pending.size and len(kept) < cap and int(stay.size - pending.size) < _SWITCH:
+            sub = _nms_sweep(rb[pending], thr, None if rc is None else rc[pending])
             if sub is not None:
-                kept.extend(idx[sub].tolist())
+                kept.extend(pending[sub].tolist())
                 break
             sweep_ok = False  # too many pairs: blocks are the better tool here
-    return np.array(kept[:cap], dtype=np.int64)
+    return idx[np.array(kept[:cap], dtype=np.intp)].astype(np.int64)
+
+
+class _XWindows:
+    """The score-sorted boxes indexed by their left edge. IoU(a, b) > thr needs
+    ``b.x1 - a.x1 < (1 - thr) * a.w`` (IoU <= x-overlap / a.w) and ``a.x1 - b.x1 < (1 - thr) / thr
+    * a.w`` (IoU <= a.w / b.w as well), so a box's partners lie in one window of that order."""
+
+    def __init__(self, sb, thr):
+        self.thr = thr
+        self.cols, self.area = _columns(sb)
+        self.x1 = self.cols[0]
+        self.w = self.cols[2] - self.x1
+        self.by_x = np.argsort(self.x1, kind="stable")
+        self.xs = self.x1[self.by_x]
+
+    def partners(self, src, removed, after, classes=None):
+        """Positions ``b > after``, not ``removed`` (and of the same class), with
+        IoU(src[i], b) > thr for some i."""
+        x1, w, thr = self.x1[src], self.w[src], self.thr
+        # widened by a hair: the exact IoU test decides; the window only prunes
+        slack = 1e-9 * (np.abs(x1) + w) + 1e-300
+        lo = np.searchsorted(self.xs, x1 - (1.0 - thr) / thr * w * (1.0 + 1e-9) - slack, "left")
+        hi = np.searchsorted(self.xs, x1 + (1.0 - thr) * w * (1.0 + 1e-9) + slack, "right")
+        cnt = hi - lo
+        ends = np.cumsum(cnt)
+        a = np.repeat(src, cnt)
+        b = self.by_x[np.arange(int(ends[-1]) if cnt.size else 0) - np.repeat(ends - cnt - lo, cnt)]
+        keep = (b > after) & ~removed[b]
+        if classes is not None:
+            keep &= classes[a] == classes[b]
+        a, b = a[keep], b[keep]
+        return b[_pairs_over(self.cols, self.area, a, b, thr)]
+
+
+def _columns(sb):
+    """The four coordinate columns of ``(M, 4)`` boxes as contiguous arrays, and the areas."""
+    x1, y1, x2, y2 = (np.ascontiguousarray(sb[:, k]) for k in range(4))
+    return (x1, y1, x2, y2), (x2 - x1) * (y2 - y1)
+
+
+def _pairs_over(cols, area, a, b, thr):
+    """``IoU(box a[i], box b[i]) > thr`` for each pair of boxes given by ``cols`` (x1, y1, x2,
+    y2), with the same float64 arithmetic as :func:`iou_numpy` (hence the same decisions)."""
+    x1, y1, x2, y2 = cols
+    iw = np.minimum(x2[a], x2[b])
+    iw -= np.maximum(x1[a], x1[b])
+    np.maximum(iw, 0.0, out=iw)
+    ih = np.minimum(y2[a], y2[b])
+    ih -= np.maximum(y1[a], y1[b])
+    np.maximum(ih, 0.0, out=ih)
+    iw *= ih                                   # intersection
+    union = area[a] + area[b]
+    union -= iw
+    hit = iw > thr * union if thr > 0 else iw > 0   # cheap pre-test, exact one below
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hit[hit] = (iw[hit] / union[hit]) > thr
+    return hit
 
 
 _BLOCK = 64
 _SWITCH = 256
+_WINDOW_MIN_THR = 0.1        # below it, x windows are too wide to pay off
 _PAIR_BUDGET = 2_000_000     # candidate pairs handled per chunk
 _PAIR_LIMIT = 12_000_000     # above this, the textbook loop is the better tool
 
@@ -155,9 +223,9 @@ def _nms_sweep(sb, thr, sc=None):
     """Kept positions (ascending, i.e. in score order) of greedy NMS on score-sorted boxes
     ``sb`` (M, 4) float64, or None when too many candidate pairs (caller falls back)."""
     m = sb.shape[0]
-    x1, y1, x2, y2 = sb[:, 0], sb[:, 1], sb[:, 2], sb[:, 3]
+    cols, area = _columns(sb)
+    x1, y1, x2, y2 = cols
     w, h = x2 - x1, y2 - y1
-    area = w * h
     live = np.flatnonzero(area > 0)  # zero-area boxes have IoU 0 with everything: no edges
     if live.size == 0:
         return _greedy_on_graph(m, np.zeros(0, np.intp), np.zeros(0, np.intp))
@@ -188,18 +256,7 @@ def _nms_sweep(sb, thr, sc=None):
             first = np.repeat(np.arange(p0, p1), c)
             second = np.arange(n_pairs) - np.repeat(ends[p0:p1] - c - base, c) + np.repeat(lo[p0:p1], c)
             a, bb = ids[first], ids[second]
-            iw = np.minimum(x2[a], x2[bb])
-            iw -= np.maximum(x1[a], x1[bb])
-            np.maximum(iw, 0.0, out=iw)
-            ih = np.minimum(y2[a], y2[bb])
-            ih -= np.maximum(y1[a], y1[bb])
-            np.maximum(ih, 0.0, out=ih)
-            iw *= ih                                   # intersection
-            union = area[a] + area[bb]
-            union -= iw
-            hit = iw > thr * union if thr > 0 else iw > 0   # cheap pre-test, exact one below
-            a, bb, iw, union = a[hit], bb[hit], iw[hit], union[hit]
-            hit = (iw / union) > thr                   # the same float64 IoU as iou_numpy
+            hit = _pairs_over(cols, area, a, bb, thr)
             if sc is not None:
                 hit &= sc[a] == sc[bb]
             a, bb = a[hit], bb[hit]
