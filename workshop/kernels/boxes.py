@@ -5,7 +5,7 @@
   buffers (no ``(N, M)`` temporaries), with the same float64 arithmetic in the same order as the
   textbook tier, hence the same bits.
 * :func:`nms_numpy`, :func:`batched_nms_numpy`: blocked greedy while kept boxes remove many
-  others, then a sort-and-sweep that finds the only pairs that can overlap above the threshold,
+  others (each kept box tests only the boxes in its window of the left-edge order), then a sort-and-sweep that finds the only pairs that can overlap above the threshold,
   and the greedy order resolved on that graph in vectorized rounds. With classes, the sweep
   runs first, on a sort key with one band per class, so only same-class neighbours are paired.
 * :func:`nms_tf`, :func:`batched_nms_tf`: greedy on fixed-size tiles of the score-sorted boxes
