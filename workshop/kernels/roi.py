@@ -93,7 +93,14 @@ def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
     tops = [np.clip(h0, 0, height - 1), np.clip(h1 - (1 << ky), 0, height - 1)]
     lefts = [np.clip(w0, 0, width - 1), np.clip(w1 - (1 << kx), 0, width - 1)]
     a, b = ky[:, :, None], kx[:, None, :]
-    out = np.max([table[a, b, t[:, :, None], l[:, None, :]] for t in tops for l in lefts], axis=0)
+    rows = table.reshape(-1, channels)              # one row of C values per (a, b, h, w)
+    out = None
+    for t in tops:
+        for left in lefts:
+            at = (((a * lx + b) * height + t[:, :, None]) * width + left[:, None, :]).ravel()
+            block = np.take(rows, at, axis=0)
+            out = block if out is None else np.maximum(out, block, out=out)
+    out = out.reshape(n, ph, pw, channels)
     empty = (h1 <= h0)[:, :, None] | (w1 <= w0)[:, None, :]      # (R, ph, pw)
     out[empty] = 0.0
     return out
