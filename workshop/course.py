@@ -126,7 +126,6 @@ def functions_from(notebook, *names: str) -> dict[str, Callable]:
     Raises:
       ValueError: a name that is not ``<exercise>_<tier>`` of a registered exercise.
     """
-    import builtins
     import contextlib
     import io
     from pathlib import Path
@@ -167,15 +166,10 @@ def functions_from(notebook, *names: str) -> dict[str, Callable]:
             if program is None:
                 why = f"{path.name} has no solution cell {name!r}"
             else:
-                namespace = {"__name__": f"functions_from:{path.stem}", "__builtins__": builtins}
                 try:
                     with contextlib.redirect_stdout(io.StringIO()):
                         with stderr_silenced():   # e.g. TensorFlow's start-up lines, if it is new here
-                            for statement in program.imports:
-                                with contextlib.suppress(Exception):
-                                    exec(compile(statement, f"{path.name} (imports)", "exec"), namespace)
-                        for label, src in program.cells:
-                            exec(compile(src, f"{path.name} [{label}]", "exec"), namespace)
+                            namespace = program.run_here(path.name, f"functions_from:{path.stem}")
                 except Exception as err:  # a cell that does not run: the reference stays
                     why = f"running its cells of {path.name} raised {type(err).__name__}: {_first_line(err)}"
                 else:

@@ -10,7 +10,8 @@ return numpy arrays, as the detector's stages do; the TF tier takes tensors and 
 1. :func:`workshop.grading.notebook.program_for` gives the code the grader would run to obtain
    the function: the notebook's import statements (each alone, failures ignored), the cells
    defining names it uses, then its solution cell;
-2. that code runs in a **fresh namespace** (one per function), in this process and *without* the
+2. that code runs in a **fresh namespace** (one per function;
+   :meth:`~workshop.grading.notebook.Program.run_here`), in this process and *without* the
    grader's sandbox: use it on notebooks you trust (your own);
 3. the function is called once on the exercise's first public case (a tiny probe):
    ``NotImplementedError`` means "not written yet" and the reference runs; any other exception
@@ -97,22 +98,6 @@ def _quiet():
         yield
 
 
-def run_program(program: nb_reader.Program, notebook_name: str) -> dict:
-    """Run what ``program`` lists in a fresh namespace and return the namespace: each import
-    statement alone (failures ignored, as the grader does), then the cells in order (an
-    exception propagates). Their printed output is swallowed (:func:`_quiet`)."""
-    namespace: dict = {"__name__": "__learner__"}
-    with _quiet():
-        for statement in program.imports:
-            try:
-                exec(compile(statement, f"<{notebook_name}: import>", "exec"), namespace)
-            except Exception:  # an import the learner's machine lacks: the grader ignores it too
-                pass
-        for label, src in program.cells:
-            exec(compile(src, f"<{notebook_name}: {label}>", "exec"), namespace)
-    return namespace
-
-
 def probe(stage: str, fn: Callable) -> str | None:
     """Call ``fn`` on the first public case of the exercise ``stage``: None when it returns,
     ``"not implemented yet"`` on ``NotImplementedError``, else ``"raised Error: message"``."""
@@ -140,7 +125,8 @@ def find_stage(nb: dict, notebook_name: str, stage: str) -> tuple[Callable | Non
         if program is None:
             continue
         try:
-            fn = run_program(program, notebook_name).get(name)
+            with _quiet():
+                fn = program.run_here(notebook_name).get(name)
         except Exception as err:  # the learner's cell does not run
             notes.append(f"{name} in {notebook_name}: its cell raised {type(err).__name__}: {str(err)[:200]}")
             continue
