@@ -1,9 +1,11 @@
 """RoI pooling and RoI align tuned for speed: the contracts and results of the textbook tiers of
 :mod:`workshop.reference.roi` (checked on every registry case), timed by ``make bench``.
 
-* :func:`roi_pool_numpy`, :func:`roi_pool_tf`: every bin answered with four look-ups in a table
-  of power-of-two block maxima (a 2-D "sparse table": ``max(x[a:b]) = max(block(a),
-  block(b - 2**k))`` with ``k = floor(log2(b - a))``), so a bin costs the same whatever its size.
+* :func:`roi_pool_numpy`: separable maxima, region by region (each column bin's maximum per
+  row, then each bin's maximum over its rows): ``ph + pw`` reductions per region.
+* :func:`roi_pool_tf`: every bin answered with four look-ups in a table of power-of-two block
+  maxima (a 2-D "sparse table": ``max(x[a:b]) = max(block(a), block(b - 2**k))`` with
+  ``k = floor(log2(b - a))``), so a bin costs the same whatever its size, in static shapes.
 * :func:`roi_align_numpy`: the separable ``A_y @ F @ A_x^T`` of the textbook tier, with the
   sample slots of a bin limited to a window that can fall inside the map, as matrix products on
   chunks of regions (bounded memory).
@@ -14,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..reference.roi import (
+    _bins,
     c_round,
     c_round_tf,
     check_roi_args,
@@ -26,51 +29,14 @@ __all__ = ["roi_pool_numpy", "roi_pool_tf", "roi_align_numpy"]
 _CHUNK_ELEMENTS = 1 << 22   # process regions in chunks of about this many elements
 
 
-def _pool_ranges_np(start, length, n_bins, size):
-    """``(R, n_bins)`` int64 ``lo, hi`` of every bin (vectorized :func:`_pool_extents`)."""
-    j = np.arange(n_bins, dtype=np.int64)
-    lo = (j * length[:, None]) // n_bins + start[:, None]
-    hi = -((-(j + 1) * length[:, None]) // n_bins) + start[:, None]
-    return np.clip(lo, 0, size), np.clip(hi, 0, size)
-
-
-def _floor_log2(n, levels: int):
-    """floor(log2(n)) of an int array ``n >= 1``, for results below ``levels`` (exact, no floats)."""
-    k = np.zeros_like(n)
-    for j in range(1, levels):
-        k += n >= (1 << j)
-    return k
-
-
-def _block_max_np(fm: np.ndarray, ly: int, lx: int) -> np.ndarray:
-    """``table[a, b, h, w] = max(fm[h : h + 2**a, w : w + 2**b])``, shape ``(ly, lx, H, W, C)``.
-
-    Entries whose block sticks out of the map hold a smaller block's maximum; queries never read
-    them. Built by doubling: a ``2**a`` block is the max of two ``2**(a-1)`` blocks.
-    """
-    height, width = fm.shape[:2]
-    table = np.empty((ly, lx) + fm.shape)
-    table[0, 0] = fm
-    for b in range(1, lx):
-        half = 1 << (b - 1)
-        table[0, b] = table[0, b - 1]
-        table[0, b, :, : width - half] = np.maximum(table[0, b - 1, :, : width - half],
-                                                    table[0, b - 1, :, half:])
-    for a in range(1, ly):
-        half = 1 << (a - 1)
-        table[a] = table[a - 1]
-        table[a, :, : height - half] = np.maximum(table[a - 1, :, : height - half],
-                                                  table[a - 1, :, half:])
-    return table
-
-
 def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
-    """Fast R-CNN RoI max pooling, vectorized (float64).
+    """Fast R-CNN RoI max pooling, separably (float64).
 
-    Same contract as :func:`roi_pool_loops`. A range maximum is the maximum of two overlapping
-    power-of-two blocks (``max(x[a:b]) = max(block(a), block(b - 2**k))`` with
-    ``k = floor(log2(b - a))``), in 2-D four blocks: a table of block maxima is built once per
-    map, then every bin is four gathers, whatever its size.
+    Same contract as :func:`roi_pool_loops`. A bin's maximum is the maximum over its rows of
+    the maxima over its columns, so per region: each column bin's maximum for every row of the
+    region (one reduction over a ``(rows, bin width, C)`` slice), then each bin's maximum over
+    its rows (one reduction over a ``(bin height, C)`` slice): ``ph + pw`` reductions per region
+    instead of one per pixel and bin, and each pixel read about once per column bin.
     """
     fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
     height, width, channels = fm.shape
@@ -79,35 +45,30 @@ def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
     if n == 0 or height == 0 or width == 0 or channels == 0:
         return out
     q = c_round(boxes * scale).astype(np.int64)                  # x1', y1', x2', y2'
-    rw = np.maximum(q[:, 2] - q[:, 0] + 1, 1)
-    rh = np.maximum(q[:, 3] - q[:, 1] + 1, 1)
-    w0, w1 = _pool_ranges_np(q[:, 0], rw, pw, width)             # (R, pw)
-    h0, h1 = _pool_ranges_np(q[:, 1], rh, ph, height)            # (R, ph)
-    bh, bw = int((h1 - h0).max()), int((w1 - w0).max())          # largest bin (after clipping)
-    if bh <= 0 or bw <= 0:
-        return out                                               # every bin is empty
-    ly, lx = bh.bit_length(), bw.bit_length()                    # levels 0 .. floor(log2(size))
-    table = _block_max_np(fm, ly, lx)
-    ky = _floor_log2(np.maximum(h1 - h0, 1), ly)                 # (R, ph)
-    kx = _floor_log2(np.maximum(w1 - w0, 1), lx)                 # (R, pw)
-    tops = [np.clip(h0, 0, height - 1), np.clip(h1 - (1 << ky), 0, height - 1)]
-    lefts = [np.clip(w0, 0, width - 1), np.clip(w1 - (1 << kx), 0, width - 1)]
-    a, b = ky[:, :, None], kx[:, None, :]
-    rows = table.reshape(-1, channels)              # one row of C values per (a, b, h, w)
-    out = None
-    for t in tops:
-        for left in lefts:
-            at = (((a * lx + b) * height + t[:, :, None]) * width + left[:, None, :]).ravel()
-            block = np.take(rows, at, axis=0)
-            out = block if out is None else np.maximum(out, block, out=out)
-    out = out.reshape(n, ph, pw, channels)
-    empty = (h1 <= h0)[:, :, None] | (w1 <= w0)[:, None, :]      # (R, ph, pw)
-    out[empty] = 0.0
+    left, right = _bins(q[:, 0], np.maximum(q[:, 2] - q[:, 0] + 1, 1), pw, width)   # (R, pw)
+    top, bottom = _bins(q[:, 1], np.maximum(q[:, 3] - q[:, 1] + 1, 1), ph, height)  # (R, ph)
+    column_max = np.zeros((height, pw, channels))                # [y, j]: row y's max in column bin j
+    maximum = np.maximum.reduce
+    for r, (lefts, rights, tops, bottoms) in enumerate(zip(left.tolist(), right.tolist(),
+                                                            top.tolist(), bottom.tolist())):
+        y0, y1 = tops[0], bottoms[-1]                            # the region's rows (bins are ordered)
+        if y1 <= y0:
+            continue                                             # every bin empty: stays 0
+        for j, (x0, x1) in enumerate(zip(lefts, rights)):
+            if x1 > x0:
+                maximum(fm[y0:y1, x0:x1], axis=1, out=column_max[y0:y1, j])
+        for i, (a, b) in enumerate(zip(tops, bottoms)):
+            if b > a:
+                maximum(column_max[a:b], axis=0, out=out[r, i])
+    out[(bottom <= top)[:, :, None] | (right <= left)[:, None, :]] = 0.0   # empty bins
     return out
 
 
 def _block_max_tf(fm, ly: int, lx: int):
-    """TF twin of :func:`_block_max_np` (static ``H``, ``W``): ``(ly, lx, H, W, C)``."""
+    """``table[a, b, h, w] = max(fm[h : h + 2**a, w : w + 2**b])``, shape ``(ly, lx, H, W, C)``
+    (static ``H``, ``W``). Entries whose block sticks out of the map hold a smaller block's
+    maximum; queries never read them. Built by doubling: a ``2**a`` block is the max of two
+    ``2**(a-1)`` blocks."""
     import tensorflow as tf
 
     height, width = fm.shape[0], fm.shape[1]
