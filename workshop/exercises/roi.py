@@ -394,7 +394,7 @@ ROI_POOL = register(Exercise(
     signature="roi_pool(feature_map, rois, output_size, spatial_scale)",
     summary="Fast R-CNN RoI max pooling: quantised regions, inclusive widths, C rounding, covering bins.",
     tiers={"loops": f"{REF}:roi_pool_loops", "numpy": f"{REF}:roi_pool_numpy", "tf": f"{REF}:roi_pool_tf"},
-    kernels={"numpy": f"{KERNELS}:roi_pool_numpy", "tf": f"{KERNELS}:roi_pool_tf"},
+    kernels={"tf": f"{KERNELS}:roi_pool_tf"},
     edge_cases=_pool_edge_cases,
     random_case=_pool_random_case,
     outputs=(Output("pooled", "float", rtol=1e-4, atol=1e-4, strict_atol=1e-6),),

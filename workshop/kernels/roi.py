@@ -1,8 +1,6 @@
 """RoI pooling and RoI align tuned for speed: the contracts and results of the textbook tiers of
 :mod:`workshop.reference.roi` (checked on every registry case), timed by ``make bench``.
 
-* :func:`roi_pool_numpy`: separable maxima, region by region (each column bin's maximum per
-  row, then each bin's maximum over its rows): ``ph + pw`` reductions per region.
 * :func:`roi_pool_tf`: every bin answered with four look-ups in a table of power-of-two block
   maxima (a 2-D "sparse table": ``max(x[a:b]) = max(block(a), block(b - 2**k))`` with
   ``k = floor(log2(b - a))``), so a bin costs the same whatever its size, in static shapes.
@@ -16,52 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..reference.roi import (
-    _bins,
-    c_round,
     c_round_tf,
     check_roi_args,
     check_roi_args_tf,
     check_sampling_ratio,
 )
 
-__all__ = ["roi_pool_numpy", "roi_pool_tf", "roi_align_numpy"]
+__all__ = ["roi_pool_tf", "roi_align_numpy"]
 
 _CHUNK_ELEMENTS = 1 << 22   # process regions in chunks of about this many elements
-
-
-def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
-    """Fast R-CNN RoI max pooling, separably (float64).
-
-    Same contract as :func:`roi_pool_loops`. A bin's maximum is the maximum over its rows of
-    the maxima over its columns, so per region: each column bin's maximum for every row of the
-    region (one reduction over a ``(rows, bin width, C)`` slice), then each bin's maximum over
-    its rows (one reduction over a ``(bin height, C)`` slice): ``ph + pw`` reductions per region
-    instead of one per pixel and bin, and each pixel read about once per column bin.
-    """
-    fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
-    height, width, channels = fm.shape
-    n = len(boxes)
-    out = np.zeros((n, ph, pw, channels))
-    if n == 0 or height == 0 or width == 0 or channels == 0:
-        return out
-    q = c_round(boxes * scale).astype(np.int64)                  # x1', y1', x2', y2'
-    left, right = _bins(q[:, 0], np.maximum(q[:, 2] - q[:, 0] + 1, 1), pw, width)   # (R, pw)
-    top, bottom = _bins(q[:, 1], np.maximum(q[:, 3] - q[:, 1] + 1, 1), ph, height)  # (R, ph)
-    column_max = np.zeros((height, pw, channels))                # [y, j]: row y's max in column bin j
-    maximum = np.maximum.reduce
-    for r, (lefts, rights, tops, bottoms) in enumerate(zip(left.tolist(), right.tolist(),
-                                                            top.tolist(), bottom.tolist())):
-        y0, y1 = tops[0], bottoms[-1]                            # the region's rows (bins are ordered)
-        if y1 <= y0:
-            continue                                             # every bin empty: stays 0
-        for j, (x0, x1) in enumerate(zip(lefts, rights)):
-            if x1 > x0:
-                maximum(fm[y0:y1, x0:x1], axis=1, out=column_max[y0:y1, j])
-        for i, (a, b) in enumerate(zip(tops, bottoms)):
-            if b > a:
-                maximum(column_max[a:b], axis=0, out=out[r, i])
-    out[(bottom <= top)[:, :, None] | (right <= left)[:, None, :]] = 0.0   # empty bins
-    return out
 
 
 def _block_max_tf(fm, ly: int, lx: int):
@@ -93,7 +54,7 @@ def roi_pool_tf(feature_map, rois, output_size, spatial_scale):
 
     Args: as :func:`roi_pool_loops`; tensors or arrays; ``output_size`` a Python int or pair.
     Returns: ``(R, ph, pw, C)`` tensor of the feature map's float dtype.
-    With a static ``H, W``: the block-maximum table of :func:`roi_pool_numpy`, with every level
+    With a static ``H, W``: the block-maximum table (:func:`_block_max_tf`), with every level
     up to ``floor(log2(H))`` (the levels must not depend on the data), then four gathers per bin.
     Without (a shape-relaxed trace): the textbook tier (a masked separable maximum).
     """

@@ -20,7 +20,7 @@ RoI pooling (torchvision ``roi_pool``, Caffe's Fast R-CNN layer)
 4. Each output is the maximum over its bin; an empty bin (clipped away) gives 0.
 
 These are the textbook versions a learner compares with; :mod:`workshop.kernels.roi` has
-the tuned ones (a table of power-of-two block maxima: four look-ups per bin, whatever its size).
+the tuned TF one (a table of power-of-two block maxima: four look-ups per bin, whatever its size).
 
 RoI align (torchvision ``roi_align(..., aligned=True)``, Detectron2 ``ROIAlignV2``)
 ---------------------------------------------------------------------------------
@@ -159,26 +159,30 @@ def roi_pool_loops(feature_map, rois, output_size, spatial_scale):
 
 
 def roi_pool_numpy(feature_map, rois, output_size, spatial_scale):
-    """Fast R-CNN RoI max pooling, vectorized over regions and bins (float64).
+    """Fast R-CNN RoI max pooling, bins reduced in whole slices (float64).
 
-    Same contract as :func:`roi_pool_loops`. The only Python loop is over the offsets inside a
-    bin (as many as the largest bin has rows and columns), never over regions or bins.
+    Same contract as :func:`roi_pool_loops`. The loops tier already handles the ``C`` channels
+    in one call; here the pixels go too. A bin's maximum is the maximum over its rows of each
+    row's maximum over the bin's columns, so for each region: one reduction per column bin
+    (every row of the region at once), then one per bin over its rows. No loop over pixels.
     """
     fm, boxes, (ph, pw), scale = check_roi_args(feature_map, rois, output_size, spatial_scale)
     height, width, channels = fm.shape
+    out = np.zeros((len(boxes), ph, pw, channels))
     q = c_round(boxes * scale).astype(np.int64)                  # x1', y1', x2', y2'
     left, right = _bins(q[:, 0], np.maximum(q[:, 2] - q[:, 0] + 1, 1), pw, width)   # (R, pw)
     top, bottom = _bins(q[:, 1], np.maximum(q[:, 3] - q[:, 1] + 1, 1), ph, height)  # (R, ph)
-    out = np.full((len(boxes), ph, pw, channels), -np.inf)
-    for dy in range(int((bottom - top).max(initial=0))):
-        rows = top + dy
-        for dx in range(int((right - left).max(initial=0))):
-            cols = left + dx
-            inside = (rows < bottom)[:, :, None] & (cols < right)[:, None, :]   # (R, ph, pw)
-            values = fm[np.minimum(rows, height - 1)[:, :, None], np.minimum(cols, width - 1)[:, None, :]]
-            out = np.where(inside[..., None], np.maximum(out, values), out)
+    column_max = np.zeros((height, pw, channels))                # [y, j]: row y's max over column bin j
+    for r in range(len(boxes)):
+        y0, y1 = top[r, 0], bottom[r, -1]                        # the region's rows
+        for j in range(pw):
+            if right[r, j] > left[r, j] and y1 > y0:
+                column_max[y0:y1, j] = fm[y0:y1, left[r, j]:right[r, j]].max(axis=1)
+        for i in range(ph):
+            if bottom[r, i] > top[r, i]:
+                out[r, i] = column_max[top[r, i]:bottom[r, i]].max(axis=0)
     empty = (bottom <= top)[:, :, None] | (right <= left)[:, None, :]
-    out[empty] = 0.0
+    out[empty] = 0.0                                             # and stale columns of empty bins
     return out
 
 
