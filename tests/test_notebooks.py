@@ -6,11 +6,11 @@ import ast
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
+from private_tmp import private_tempdir
 
 from workshop.grading import notebook as nbk
 from workshop.tools.course_report import (
@@ -132,15 +132,13 @@ def test_a_notebook_run_leaves_nothing_in_tmp(tmp_path):
         "print(tempfile.gettempdir())")])
     path = tmp_path / "scratch.ipynb"
     nbformat.write(nb, path)
-    ours = ("workshop-notebook-", "nbscratch_", "nbleaked_")
-    before = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(ours)}
-    run = run_notebook(path, timeout=120)
+    with private_tempdir(tmp_path / "tmp") as scratch:
+        run = run_notebook(path, timeout=120)
     assert run.ok, run.error
     kernel_tmp = Path(run.outputs[0].strip())
-    assert kernel_tmp != Path(tempfile.gettempdir()) and not kernel_tmp.exists()
+    assert kernel_tmp.parent == scratch and not kernel_tmp.exists()
     assert [re.sub(r"_.*", "_", n) for n in run.leftovers] == ["nbleaked_"]
-    after = {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(ours)}
-    assert after <= before, f"left in {tempfile.gettempdir()}: {sorted(after - before)}"
+    assert os.listdir(scratch) == [], f"left in {scratch}: {sorted(os.listdir(scratch))}"
 
 
 @pytest.mark.parametrize("path", SOLUTION_PATHS, ids=IDS)

@@ -10,11 +10,11 @@ while the others still render. Rendering chapters 03 and 09 takes about 40 s; ch
 import html
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
+from private_tmp import private_tempdir
 
 from workshop.grading import notebook as nbk
 from workshop.tools import render
@@ -29,8 +29,8 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _ours_in_tmp() -> set[str]:
-    return {n for n in os.listdir(tempfile.gettempdir()) if n.startswith(OUR_TEMP)}
+def _ours_in(folder) -> set[str]:
+    return {n for n in os.listdir(folder) if n.startswith(OUR_TEMP)}
 
 
 def _text(page: str) -> str:
@@ -64,13 +64,13 @@ def rendered(request, tmp_path_factory):
     only = request.param
     out = tmp_path_factory.mktemp("course") / "site"
     before = {"notebooks": _snapshot(NOTEBOOKS), "solutions": _snapshot(SOLUTIONS)}
-    tmp_before = _ours_in_tmp()
     lines = []
     chapters = render.course_chapters()
     selected = render.select(chapters, only)
-    results = render.render(selected, out, with_solutions=True, all_chapters=chapters, log=lines.append)
+    with private_tempdir(tmp_path_factory.mktemp("render-tmp")) as scratch:
+        results = render.render(selected, out, with_solutions=True, all_chapters=chapters, log=lines.append)
     return {"out": out, "stems": [c.stem for c in selected], "results": results, "log": lines,
-            "before": before, "tmp_before": tmp_before, "chapters": chapters}
+            "before": before, "left_in_tmp": _ours_in(scratch), "chapters": chapters}
 
 
 def test_every_requested_chapter_renders_one_line_each(rendered):
@@ -143,7 +143,7 @@ def test_the_instructor_view_shows_the_solutions(rendered):
 def test_a_render_changes_neither_notebooks_nor_solutions_and_cleans_up(rendered):
     assert _snapshot(NOTEBOOKS) == rendered["before"]["notebooks"]
     assert _snapshot(SOLUTIONS) == rendered["before"]["solutions"]
-    assert _ours_in_tmp() <= rendered["tmp_before"]
+    assert rendered["left_in_tmp"] == set()
     out = rendered["out"]
     assert not list(out.rglob("*.part")) and not list(out.rglob("*.ipynb"))
 
