@@ -286,3 +286,25 @@ def test_nms_empty(fn):
     assert out.shape == (0,) and out.dtype == np.int64
     out = np.asarray(fn(np.array([[0.0, 0, 1, 1]]), np.array([0.3]), 0.5, None, 0.3))
     assert out.shape == (0,)
+
+
+@pytest.mark.parametrize("thr", [0.3, 0.45, 0.5, 0.7, 0.9])
+def test_nms_kernel_pair_test_agrees_with_the_textbook_iou_at_the_threshold(thr):
+    """The NMS kernel tests candidate pairs with a cheap product before the exact division; on
+    pairs whose IoU lies within a few float steps of the threshold (where ``iou > thr`` and
+    ``inter > thr * union`` can disagree by rounding) it must decide as the textbook IoU does."""
+    from workshop.kernels import boxes as K
+
+    rng = np.random.default_rng(7)
+    for wide in rng.uniform(1.0, 1e4, 200):
+        # boxes sharing an edge: IoU = narrow / wide, narrow within a few float steps of thr * wide
+        narrow = thr * wide + np.arange(-3, 4) * np.spacing(thr * wide)
+        boxes = np.zeros((1 + narrow.size, 4))
+        boxes[:, 3] = 1.0
+        boxes[0, 2] = wide
+        boxes[1:, 2] = narrow
+        textbook = B.pairwise_iou(boxes[:1], boxes[1:])[0] > thr
+        cols, area = K._columns(boxes)
+        pairs = np.arange(1, boxes.shape[0])
+        kernel = K._pairs_over(cols, area, np.zeros_like(pairs), pairs, thr)
+        np.testing.assert_array_equal(kernel, textbook, err_msg=f"wide {wide!r}, narrow {narrow!r}")

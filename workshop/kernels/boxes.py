@@ -5,8 +5,9 @@
   buffers (no ``(N, M)`` temporaries), with the same float64 arithmetic in the same order as the
   textbook tier, hence the same bits.
 * :func:`nms_numpy`, :func:`batched_nms_numpy`: blocked greedy while kept boxes remove many
-  others (each kept box tests only the boxes in its window of the left-edge order), then a sort-and-sweep that finds the only pairs that can overlap above the threshold,
-  and the greedy order resolved on that graph in vectorized rounds. With classes, the sweep
+  others (each kept box tests only the boxes in its window of the left-edge order), then a
+  sort-and-sweep that finds the only pairs that can overlap above the threshold, and the greedy
+  order resolved on that graph in vectorized rounds. With classes, the sweep
   runs first, on a sort key with one band per class, so only same-class neighbours are paired.
 * :func:`nms_tf`, :func:`batched_nms_tf`: greedy on fixed-size tiles of the score-sorted boxes
   (static shapes inside the loop, so XLA compiles it), compiled once per dtype when eager.
@@ -192,7 +193,10 @@ def _pairs_over(cols, area, a, b, thr):
     iw *= ih                                   # intersection
     union = area[a] + area[b]
     union -= iw
-    hit = iw > thr * union if thr > 0 else iw > 0   # cheap pre-test, exact one below
+    # a cheap pre-test, then the exact one: the rounded product thr * union can sit a float step
+    # above the quotient's boundary, so the pre-test uses a hair less than thr (never rejecting a
+    # pair that the exact test keeps)
+    hit = iw > (thr * (1.0 - 1e-12)) * union if thr > 0 else iw > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         hit[hit] = (iw[hit] / union[hit]) > thr
     return hit
