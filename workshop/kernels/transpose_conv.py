@@ -110,7 +110,7 @@ def conv2d_transpose_numpy(x, kernel, strides=1, padding="VALID", output_shape=N
     return out if batched else out[0]
 
 
-def _rows_from(t, start: int, length: int, axis: int):
+def _span(t, start: int, length: int, axis: int):
     """``t``'s entries ``start .. start + length - 1`` along ``axis``, zero outside ``t``."""
     import tensorflow as tf
 
@@ -165,8 +165,8 @@ def conv2d_transpose_tf(x, kernel, strides=1, padding="VALID", output_shape=None
             total = tf.zeros([n_b, rows, cols, c_out], xt.dtype)
             for a in range(p, kh, sh):                   # phase row j reads input row m0 + j - a // sh
                 for b in range(q, kw, sw):
-                    block = _rows_from(y[:, :, :, a, b], m0 - a // sh, rows, 1)
-                    total += _rows_from(block, n0 - b // sw, cols, 2)
+                    block = _span(y[:, :, :, a, b], m0 - a // sh, rows, 1)
+                    total += _span(block, n0 - b // sw, cols, 2)
             phase_cols.append(total)
         phase_rows.append(tf.stack(phase_cols, axis=3))  # (B, rows, cols, sw, C_out)
     full = tf.reshape(tf.stack(phase_rows, axis=2), [n_b, rows * sh, cols * sw, c_out])
